@@ -1,0 +1,475 @@
+"""SandboxClient: the async SDK facade over one sandbox (a kernel in a hardened container).
+
+Lifecycle: ``new`` -> ``setup()`` -> ``ready`` -> ``cleanup()`` -> ``closed``; calls the state
+does not allow raise ``SandboxStateError``. The client speaks the Jupyter protocol to the
+kernel through the same provisioner JupyterLab and nbclient use, so limits are enforced in one
+place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from types import TracebackType
+from typing import Any
+
+import zmq
+from jupyter_client import AsyncKernelClient, AsyncKernelManager
+from jupyter_client.kernelspec import KernelSpec
+
+from . import limits
+from .errors import SandboxError, SandboxStartError, SandboxStateError
+from .execution import ExecutionRecord
+from .models import SandboxResponse, StreamEvent
+from .provisioner import DEFAULT_KERNEL_ARGV, ContainerExit, DockerSandboxProvisioner
+from .sandboxes import container_logs, remove_sandbox
+
+log = logging.getLogger(__name__)
+
+PROVISIONER_NAME = "ai-computer-docker"
+_QUEUE_SIZE = 10_000  # IOPub messages buffered for a slow reader; the kernel drops past its own HWM
+_READY_PROBE_INTERVAL = 0.05
+
+
+class _State(enum.Enum):
+    NEW = "new"
+    STARTING = "starting"
+    READY = "ready"
+    CLOSED = "closed"
+
+
+class _SandboxKernelManager(AsyncKernelManager):  # type: ignore[misc]
+    """A kernel manager whose kernelspec is built in memory rather than installed on disk."""
+
+    def __init__(self, spec: KernelSpec, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._kernel_spec = spec
+
+
+def sandbox_kernel_spec(provisioner_config: dict[str, Any]) -> KernelSpec:
+    """The kernelspec of a sandbox kernel with the given provisioner configuration."""
+    return KernelSpec(
+        argv=list(DEFAULT_KERNEL_ARGV),
+        display_name="AI Computer Sandbox",
+        language="python",
+        interrupt_mode="signal",
+        metadata={
+            "kernel_provisioner": {"provisioner_name": PROVISIONER_NAME, "config": provisioner_config}
+        },
+    )
+
+
+def describe_exit(ended: ContainerExit, memory_limit: int) -> str:
+    """A one-line account of why a kernel's container ended."""
+    if ended.oom_killed:
+        return f"killed: memory limit {limits.format_size(memory_limit)} exceeded"
+    if ended.exit_code is None:
+        return f"kernel died ({ended.error or 'unknown cause'})"
+    if ended.signal_name:
+        return f"kernel died (exit code {ended.exit_code}, {ended.signal_name})"
+    return f"kernel died (exit code {ended.exit_code})"
+
+
+class SandboxClient:
+    """An isolated Python sandbox: an ipykernel in a resource-limited Docker container.
+
+    >>> async with SandboxClient(memory_limit="1G", cpu_limit=2, timeout=300) as client:
+    ...     response = await client.execute_code("print('hi')")
+    ...     response.data["output"]
+    'hi\\n'
+
+    Limits are checked here: out-of-range values raise ``ValueError``.
+    """
+
+    def __init__(
+        self,
+        memory_limit: str | int = "512M",
+        cpu_limit: float = limits.DEFAULT_CPU_LIMIT,
+        timeout: float | None = limits.DEFAULT_TIMEOUT,
+        *,
+        image: str | None = None,
+        output_limit: str | int = limits.DEFAULT_OUTPUT_LIMIT,
+        pids_limit: int = 256,
+        environment: dict[str, str] | None = None,
+        startup_timeout: float = 60.0,
+        interrupt_grace: float = 3.0,
+    ) -> None:
+        self.memory_limit = limits.parse_memory_limit(memory_limit)
+        self.cpu_limit = limits.parse_cpu_limit(cpu_limit)
+        self.timeout = limits.parse_timeout(timeout)
+        self.output_limit = limits.parse_size(output_limit, name="output_limit")
+        self.startup_timeout = limits.parse_timeout(startup_timeout, name="startup_timeout") or 60.0
+        self.interrupt_grace = limits.parse_timeout(interrupt_grace, name="interrupt_grace") or 3.0
+        self._provisioner_config: dict[str, Any] = {
+            "memory_limit": self.memory_limit,
+            "cpu_limit": self.cpu_limit,
+            "pids_limit": pids_limit,
+            "environment": dict(environment or {}),
+        }
+        if image is not None:
+            self._provisioner_config["image"] = image
+        self.sandbox_id = str(uuid.uuid4())
+        self._state = _State.NEW
+        self._km: _SandboxKernelManager | None = None
+        self._kc: AsyncKernelClient | None = None
+        self._events: asyncio.Queue[dict[str, Any] | ContainerExit] = asyncio.Queue(_QUEUE_SIZE)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._exit_watcher: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+        self._broken: str | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    @property
+    def state(self) -> str:
+        """``new``, ``starting``, ``ready`` or ``closed``."""
+        return self._state.value
+
+    @property
+    def _provisioner(self) -> DockerSandboxProvisioner:
+        assert self._km is not None and isinstance(self._km.provisioner, DockerSandboxProvisioner)
+        return self._km.provisioner
+
+    async def setup(self) -> SandboxResponse:
+        """Start the sandbox and wait until its kernel answers.
+
+        Raises ``SandboxError`` (``DockerUnavailableError``, ``ImageNotFoundError``,
+        ``SandboxStartError``) when it cannot start; nothing is left behind then.
+        """
+        if self._state is not _State.NEW:
+            raise SandboxStateError(f"setup() was already called (the sandbox is {self.state})")
+        self._state = _State.STARTING
+        try:
+            await self._start()
+        except BaseException as exc:
+            await self._teardown()
+            self._state = _State.CLOSED
+            if isinstance(exc, SandboxError | asyncio.CancelledError | KeyboardInterrupt):
+                raise
+            raise SandboxStartError(f"the sandbox failed to start: {exc}") from exc
+        self._state = _State.READY
+        return SandboxResponse(success=True, data=self._describe())
+
+    async def wait_for_ready(self, timeout: float | None = None) -> SandboxResponse:
+        """Set the sandbox up if needed, then check that its kernel answers."""
+        if self._state is _State.NEW:
+            return await self.setup()
+        self._require_ready()
+        async with self._lock:
+            await self._wait_for_kernel(timeout or self.startup_timeout)
+        return SandboxResponse(success=True, data=self._describe())
+
+    async def cleanup(self) -> SandboxResponse:
+        """Stop the sandbox and remove its container, workspace and runtime files. Idempotent."""
+        if self._state is _State.CLOSED:
+            return SandboxResponse(success=True, data={"sandbox_id": self.sandbox_id})
+        self._state = _State.CLOSED
+        await self._teardown()
+        return SandboxResponse(success=True, data={"sandbox_id": self.sandbox_id})
+
+    async def __aenter__(self) -> SandboxClient:
+        await self.setup()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.cleanup()
+
+    def _describe(self) -> dict[str, Any]:
+        return {
+            "sandbox_id": self.sandbox_id,
+            "status": self.state,
+            "memory_limit": limits.format_size(self.memory_limit),
+            "cpu_limit": self.cpu_limit,
+            "timeout": self.timeout,
+        }
+
+    def _require_ready(self) -> None:
+        if self._state is _State.NEW:
+            raise SandboxStateError(
+                "the sandbox is not set up: call `await client.setup()` first "
+                "or use `async with SandboxClient() as client:`"
+            )
+        if self._state is _State.CLOSED:
+            raise SandboxStateError(
+                "the sandbox was cleaned up; create a new SandboxClient to run more code"
+            )
+        if self._state is _State.STARTING:
+            raise SandboxStateError("the sandbox is still starting: await setup() first")
+        if self._broken is not None:
+            raise SandboxStateError(
+                f"the sandbox is broken ({self._broken}); call restart() or cleanup()"
+            )
+
+    async def _start(self) -> None:
+        spec = sandbox_kernel_spec(self._provisioner_config)
+        self._km = _SandboxKernelManager(spec)
+        # Reconnect quickly to the kernel's sockets when they appear (ZMQ's default is 100 ms).
+        self._km.context.setsockopt(zmq.RECONNECT_IVL, 10)
+        await self._km.start_kernel(kernel_id=self.sandbox_id)
+        self._kc = self._km.client()
+        self._kc.start_channels(hb=False, stdin=False)
+        self._tasks.append(asyncio.create_task(self._pump_iopub()))
+        self._watch_exit()
+        await self._wait_for_kernel(self.startup_timeout)
+
+    async def _teardown(self) -> None:
+        for task in [*self._tasks, self._exit_watcher]:
+            if task is not None:
+                task.cancel()
+        for task in [*self._tasks, self._exit_watcher]:
+            if task is not None:
+                with contextlib.suppress(BaseException):
+                    await task
+        self._tasks, self._exit_watcher = [], None
+        if self._kc is not None:
+            self._kc.stop_channels()
+        if self._km is not None:
+            try:
+                if self._km.has_kernel:
+                    await self._km.shutdown_kernel(now=True)
+                else:
+                    await self._km.cleanup_resources()
+            except Exception as exc:  # fall back to removal by label below
+                log.warning("shutting down sandbox %s failed: %s", self.sandbox_id, exc)
+        # Whatever happened above, nothing labelled with this sandbox survives cleanup.
+        try:
+            await asyncio.to_thread(remove_sandbox, self.sandbox_id)
+        except SandboxError as exc:  # e.g. the engine is gone: nothing more can be removed now
+            log.warning("could not remove sandbox %s: %s", self.sandbox_id, exc)
+
+    # -- kernel plumbing ---------------------------------------------------------------------
+
+    async def _pump_iopub(self) -> None:
+        """Move IOPub messages into the event queue (one reader, so nothing is read twice)."""
+        assert self._kc is not None
+        while True:
+            try:
+                msg = await self._kc.get_iopub_msg()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a malformed or forged message: drop it, keep reading
+                log.warning("dropped an unreadable message from sandbox %s: %s", self.sandbox_id, exc)
+                continue
+            await self._events.put(msg)
+
+    def _watch_exit(self) -> None:
+        """Post the current container's exit into the event queue when it happens."""
+        provisioner = self._provisioner
+
+        async def watch() -> None:
+            ended = await provisioner.exited()
+            await self._events.put(ended)
+
+        if self._exit_watcher is not None:
+            self._exit_watcher.cancel()
+        self._exit_watcher = asyncio.create_task(watch())
+
+    def _is_current(self, ended: ContainerExit) -> bool:
+        return ended.container_id == self._provisioner.container_id
+
+    async def _wait_for_kernel(self, timeout: float) -> None:
+        """Handshake: a kernel_info reply on shell and an IOPub message prove both channels work."""
+        assert self._kc is not None
+        kc = self._kc
+        request_ids = {kc.kernel_info()}
+        try:
+            async with asyncio.timeout(timeout):
+                while True:  # shell: the first request is queued by ZMQ until the socket connects
+                    shell_reply = asyncio.ensure_future(kc.get_shell_msg())
+                    exit_wait = asyncio.ensure_future(self._provisioner.exited())
+                    try:
+                        done, _ = await asyncio.wait(
+                            {shell_reply, exit_wait}, return_when=asyncio.FIRST_COMPLETED
+                        )
+                    finally:
+                        shell_reply.cancel()
+                        exit_wait.cancel()
+                    if exit_wait in done and not exit_wait.cancelled():
+                        await self._raise_start_failure(describe_exit(exit_wait.result(), self.memory_limit))
+                    reply = shell_reply.result()
+                    if reply["parent_header"].get("msg_id") in request_ids:
+                        break
+                while True:  # iopub: subscriptions take effect a moment after connecting
+                    request_ids.add(kc.kernel_info())
+                    if await self._iopub_answered(request_ids):
+                        return
+        except TimeoutError:
+            await self._raise_start_failure(f"the kernel did not answer within {timeout:g} s")
+
+    async def _iopub_answered(self, request_ids: set[str]) -> bool:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(_READY_PROBE_INTERVAL):
+                while True:
+                    item = await self._events.get()
+                    if isinstance(item, ContainerExit):
+                        if self._is_current(item):
+                            await self._raise_start_failure(describe_exit(item, self.memory_limit))
+                        continue
+                    if item.get("msg_type") == "iopub_welcome":
+                        return True
+                    if item.get("parent_header", {}).get("msg_id") in request_ids:
+                        return True
+        return False
+
+    async def _raise_start_failure(self, reason: str) -> None:
+        logs = await asyncio.to_thread(container_logs, self._provisioner.container_id)
+        message = f"the sandbox kernel failed to start: {reason}"
+        if logs:
+            message += f"; container log:\n{logs}"
+        raise SandboxStartError(message)
+
+    # -- execution ---------------------------------------------------------------------------
+
+    async def execute_code(self, code: str, timeout: float | None = None) -> SandboxResponse:
+        """Run ``code`` in the sandbox; collect its output.
+
+        ``data`` holds ``output`` (stdout), ``stderr``, ``result`` (text/plain of the last
+        expression), ``display`` (MIME bundles), ``error`` (``ename``, ``evalue``,
+        ``traceback``) and ``execution_count``. ``timeout`` overrides the client's default.
+        """
+        record = ExecutionRecord(self.output_limit)
+        async for _ in self._run(code, timeout, record):
+            pass
+        return record.response()
+
+    async def execute_code_stream(
+        self, code: str, timeout: float | None = None
+    ) -> AsyncIterator[StreamEvent]:
+        """Run ``code`` and yield its output as it happens, ending with one ``completed`` event."""
+        record = ExecutionRecord(self.output_limit)
+        async for event in self._run(code, timeout, record):
+            yield event
+        yield record.completed_event()
+
+    async def _run(
+        self, code: str, timeout: float | None, record: ExecutionRecord
+    ) -> AsyncIterator[StreamEvent]:
+        if not isinstance(code, str):
+            raise TypeError(f"code must be a str, not {type(code).__name__}")
+        limit = self.timeout if timeout is None else limits.parse_timeout(timeout)
+        self._require_ready()
+        async with self._lock:
+            self._require_ready()
+            assert self._kc is not None
+            loop = asyncio.get_running_loop()
+            msg_id = self._kc.execute(code, allow_stdin=False)
+            deadline = None if limit is None else loop.time() + limit
+            async for event in self._follow(msg_id, record, deadline):
+                yield event
+            if record.finished:
+                await self._collect_reply(msg_id, record)
+                return
+            if record.failure is None:  # the deadline passed
+                assert limit is not None
+                async for event in self._stop_overrun(msg_id, record, limit):
+                    yield event
+
+    async def _follow(
+        self, msg_id: str, record: ExecutionRecord, deadline: float | None
+    ) -> AsyncIterator[StreamEvent]:
+        """Yield the events of execution ``msg_id`` until it goes idle, its kernel dies, or the
+        deadline passes (then return with ``record.finished`` False and no failure)."""
+        while not record.finished:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    item = await self._events.get()
+            except TimeoutError:
+                return
+            if isinstance(item, ContainerExit):
+                if self._is_current(item):
+                    for event in await self._recover_from_death(item, record):
+                        yield event
+                    return
+                continue
+            parent = item.get("parent_header")
+            if not isinstance(parent, dict) or parent.get("msg_id") != msg_id:
+                continue  # late output of an earlier execution, or noise
+            content = item.get("content")
+            for event in record.apply(str(item.get("msg_type")), content if isinstance(content, dict) else {}):
+                yield event
+
+    async def _stop_overrun(
+        self, msg_id: str, record: ExecutionRecord, limit: float
+    ) -> AsyncIterator[StreamEvent]:
+        """Interrupt an execution past its time limit; kill and restart the kernel if it ignores that."""
+        timed_out = f"execution timed out after {limits.format_seconds(limit)}"
+        await self._km_interrupt()
+        loop = asyncio.get_running_loop()
+        grace = ExecutionRecord(0)  # the interrupted cell's KeyboardInterrupt is not the story
+        async for _ in self._follow(msg_id, grace, loop.time() + self.interrupt_grace):
+            pass
+        if grace.finished:
+            await self._collect_reply(msg_id, record)
+            for event in record.fail(timed_out):
+                yield event
+            return
+        if grace.failure is not None:  # the kernel died while being interrupted (and was restarted)
+            for event in record.fail(f"{timed_out}; {grace.failure}"):
+                yield event
+            return
+        yield record.info(f"{timed_out}; the kernel ignored the interrupt and is being restarted")
+        restarted = await self._restart_kernel()
+        for event in record.fail(f"{timed_out}; {restarted}"):
+            yield event
+
+    async def _recover_from_death(self, ended: ContainerExit, record: ExecutionRecord) -> list[StreamEvent]:
+        cause = describe_exit(ended, self.memory_limit)
+        restarted = await self._restart_kernel()
+        return record.fail(f"{cause}; {restarted}")
+
+    async def _restart_kernel(self) -> str:
+        """Replace the kernel (files in /workspace stay); return how that went, for messages."""
+        assert self._km is not None
+        try:
+            await self._km.restart_kernel(now=True)
+            self._watch_exit()
+            await self._wait_for_kernel(self.startup_timeout)
+        except Exception as exc:
+            self._broken = f"the kernel could not be restarted: {exc}"
+            return self._broken
+        return "restarted (variables lost, files in /workspace kept)"
+
+    async def _collect_reply(self, msg_id: str, record: ExecutionRecord) -> None:
+        """Read the shell reply of ``msg_id`` (it precedes idle) so replies never pile up."""
+        assert self._kc is not None
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.interrupt_grace):
+                while True:
+                    reply = await self._kc.get_shell_msg()
+                    if reply.get("parent_header", {}).get("msg_id") == msg_id:
+                        count = reply.get("content", {}).get("execution_count")
+                        if record.execution_count is None and isinstance(count, int):
+                            record.execution_count = count
+                        return
+
+    async def _km_interrupt(self) -> None:
+        assert self._km is not None
+        with contextlib.suppress(RuntimeError):  # no kernel running: nothing to interrupt
+            await self._km.interrupt_kernel()
+
+    # -- control -----------------------------------------------------------------------------
+
+    async def interrupt(self) -> None:
+        """Send the running execution a KeyboardInterrupt (SIGINT)."""
+        self._require_ready()
+        await self._km_interrupt()
+
+    async def restart(self) -> SandboxResponse:
+        """Restart the kernel: variables are lost, files in /workspace are kept."""
+        if self._state is not _State.READY:
+            self._require_ready()
+        async with self._lock:
+            self._broken = None
+            message = await self._restart_kernel()
+        if self._broken is not None:
+            return SandboxResponse(success=False, error=message)
+        return SandboxResponse(success=True, data=self._describe())

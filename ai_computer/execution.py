@@ -1,0 +1,164 @@
+"""One execution's output: Jupyter IOPub messages turned into stream events and a response.
+
+Every message from the kernel is untrusted input (code in the sandbox can read the HMAC key and
+forge messages), so fields are type-checked here and the kept output is capped.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from .limits import format_size
+from .models import SandboxResponse, StreamEvent
+
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def strip_ansi(text: str) -> str:
+    """Remove terminal colour codes (IPython colours its tracebacks)."""
+    return _ANSI_ESCAPE.sub("", text)
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):  # nbformat allows multi-line strings as lists
+        return "".join(item for item in value if isinstance(item, str))
+    return ""
+
+
+def _bundle(content: dict[str, Any]) -> dict[str, Any]:
+    data = content.get("data")
+    return {str(k): v for k, v in data.items()} if isinstance(data, dict) else {}
+
+
+def _bundle_size(bundle: dict[str, Any]) -> int:
+    return sum(len(v) if isinstance(v, str) else len(json.dumps(v)) for v in bundle.values())
+
+
+@dataclass
+class ExecutionRecord:
+    """Everything one execution produced, capped at ``output_limit`` bytes of output."""
+
+    output_limit: int
+    stdout: list[str] = field(default_factory=list)
+    stderr: list[str] = field(default_factory=list)
+    result: str | None = None
+    display: list[dict[str, Any]] = field(default_factory=list)
+    error: dict[str, Any] | None = None
+    execution_count: int | None = None
+    failure: str | None = None
+    notices: list[str] = field(default_factory=list)
+    kept_bytes: int = 0
+    dropped_bytes: int = 0
+    finished: bool = False
+
+    @property
+    def truncated(self) -> bool:
+        """True when output was dropped because it passed ``output_limit``."""
+        return self.dropped_bytes > 0
+
+    def _admit(self, size: int) -> bool:
+        """Charge ``size`` bytes against the cap, whole or not at all."""
+        if self.kept_bytes + size > self.output_limit:
+            self.dropped_bytes += size
+            return False
+        self.kept_bytes += size
+        return True
+
+    def _truncation_events(self, first_drop: bool) -> list[StreamEvent]:
+        if not first_drop:
+            return []
+        notice = (
+            f"[output truncated: more than {format_size(self.output_limit)} of output; "
+            "the rest is dropped]"
+        )
+        self.notices.append(notice)
+        return [StreamEvent("info", notice)]
+
+    def apply(self, msg_type: str, content: dict[str, Any]) -> list[StreamEvent]:
+        """Record one IOPub message of this execution; return the events it yields."""
+        was_truncated = self.truncated
+        if msg_type == "stream":
+            name = "stderr" if content.get("name") == "stderr" else "stdout"
+            # Lone surrogates (possible in JSON) cannot be printed or encoded: replace them.
+            encoded = _text(content.get("text")).encode("utf-8", "replace")
+            room = max(self.output_limit - self.kept_bytes, 0)
+            if len(encoded) > room:
+                self.dropped_bytes += len(encoded) - room
+                encoded = encoded[:room]
+            text = encoded.decode("utf-8", "ignore")
+            self.kept_bytes += len(encoded)
+            events = []
+            if text:
+                (self.stderr if name == "stderr" else self.stdout).append(text)
+                events.append(StreamEvent(name, text))
+            return events + self._truncation_events(not was_truncated and self.truncated)
+        if msg_type in ("execute_result", "display_data"):
+            bundle = _bundle(content)
+            if not bundle or not self._admit(_bundle_size(bundle)):
+                return self._truncation_events(not was_truncated and self.truncated)
+            events = []
+            if msg_type == "execute_result":
+                self.result = _text(bundle.get("text/plain")) or None
+                if isinstance(content.get("execution_count"), int):
+                    self.execution_count = content["execution_count"]
+                events.append(StreamEvent("result", self.result or ""))
+            self.display.append(bundle)
+            events.append(StreamEvent("display", json.dumps(bundle)))
+            return events
+        if msg_type == "execute_input":
+            if isinstance(content.get("execution_count"), int):
+                self.execution_count = content["execution_count"]
+            return []
+        if msg_type == "error":
+            ename, evalue = _text(content.get("ename")), _text(content.get("evalue"))
+            traceback = content.get("traceback")
+            lines = [strip_ansi(line) for line in traceback if isinstance(line, str)] if isinstance(
+                traceback, list
+            ) else []
+            self.error = {"ename": ename, "evalue": evalue, "traceback": lines}
+            self.failure = f"{ename}: {evalue}" if evalue else ename
+            return [StreamEvent("error", self.failure)]
+        if msg_type == "status" and content.get("execution_state") == "idle":
+            self.finished = True
+        return []
+
+    def fail(self, message: str) -> list[StreamEvent]:
+        """The execution ended badly for a reason outside the code (timeout, kernel death)."""
+        self.failure = message
+        return [StreamEvent("error", message)]
+
+    def info(self, message: str) -> StreamEvent:
+        """A notice from the sandbox, kept with the output."""
+        self.notices.append(message)
+        return StreamEvent("info", message)
+
+    def completed_event(self) -> StreamEvent:
+        """The final event of a stream."""
+        summary = {
+            "success": self.failure is None,
+            "error": self.failure,
+            "execution_count": self.execution_count,
+        }
+        return StreamEvent("completed", json.dumps(summary))
+
+    def response(self) -> SandboxResponse:
+        """The ``SandboxResponse`` of ``execute_code``."""
+        output = "".join(self.stdout)
+        if self.truncated:
+            output += ("" if not output or output.endswith("\n") else "\n") + self.notices[0] + "\n"
+        data = {
+            "output": output,
+            "stderr": "".join(self.stderr),
+            "result": self.result,
+            "display": self.display,
+            "error": self.error,
+            "execution_count": self.execution_count,
+            "truncated": self.truncated,
+            "notices": self.notices,
+        }
+        return SandboxResponse(success=self.failure is None, data=data, error=self.failure)

@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# Set up everything ai-computer needs on a Debian/Ubuntu machine, then run something.
+#
+#   bash setup.sh run      set up, then run the quick-start example (a sandbox executing code)
+#   bash setup.sh test     set up, then run the test suite (extra arguments go to pytest)
+#   bash setup.sh setup    set up only
+#
+# Each step is skipped when it is already done: a reachable Docker engine is used as it is
+# (DOCKER_HOST etc.); one is installed from the distribution's packages and started only when
+# none answers. Installing needs root.
+set -euo pipefail
+cd "$(dirname "$(readlink -f "$0")")"
+
+say() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'setup.sh: error: %s\n' "$*" >&2; exit 1; }
+
+apt_install() {
+    [ "$(id -u)" = 0 ] || die "need to install $* but not root: run as root or install it yourself"
+    command -v apt-get >/dev/null || die "need $* and found no apt-get: install it with your package manager"
+    if [ ! -f /tmp/.ai-computer-apt-updated ]; then
+        apt-get update -qq && touch /tmp/.ai-computer-apt-updated
+    fi
+    say "installing $* (apt-get)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+ensure_docker() {
+    if command -v docker >/dev/null && docker info >/dev/null 2>&1; then
+        say "Docker engine: answering"
+        return
+    fi
+    command -v dockerd >/dev/null || apt_install docker.io
+    if ! docker info >/dev/null 2>&1; then
+        if [ -d /run/systemd/system ]; then
+            say "starting Docker (systemctl)"
+            systemctl start docker
+        else
+            [ "$(id -u)" = 0 ] || die "no Docker engine answers: start one (dockerd) or set DOCKER_HOST"
+            # No default bridge: sandboxes have no network anyway (see DESIGN.md).
+            say "starting dockerd (log: /var/log/dockerd.log)"
+            setsid dockerd --bridge=none --iptables=false --ip-masq=false \
+                >/var/log/dockerd.log 2>&1 </dev/null &
+        fi
+        for _ in $(seq 120); do
+            docker info >/dev/null 2>&1 && break
+            sleep 0.5
+        done
+        docker info >/dev/null 2>&1 || die "dockerd did not come up; see /var/log/dockerd.log"
+    fi
+    say "Docker engine: $(docker version --format '{{.Server.Version}}' 2>/dev/null)"
+}
+
+ensure_venv() {
+    if [ ! -x .venv/bin/python ]; then
+        command -v python3 >/dev/null || apt_install python3 python3-venv
+        python3 -c 'import ensurepip, venv' 2>/dev/null || apt_install python3-venv
+        say "creating .venv"
+        python3 -m venv .venv
+    fi
+    local stamp=.venv/.ai-computer-installed want
+    want=$(cat pyproject.toml kernelspec/ai-computer-sandbox/kernel.json | sha256sum | cut -d' ' -f1)
+    if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+        say "installing ai-computer and its test dependencies into .venv"
+        .venv/bin/python -m pip install -q --upgrade pip
+        .venv/bin/python -m pip install -q -e '.[test]'
+        .venv/bin/jupyter kernelspec install --sys-prefix --replace kernelspec/ai-computer-sandbox >/dev/null
+        echo "$want" >"$stamp"
+    else
+        say "ai-computer: installed in .venv"
+    fi
+}
+
+ensure_image() {
+    local tag
+    tag=$(.venv/bin/ai-computer image tag)
+    if docker image inspect "$tag" >/dev/null 2>&1; then
+        say "sandbox image $tag: present"
+        return
+    fi
+    # Without a registry the base comes from mmdebstrap; with one, python:3.11-slim is pulled.
+    if ! command -v mmdebstrap >/dev/null && ! docker pull -q python:3.11-slim >/dev/null 2>&1; then
+        apt_install mmdebstrap
+    fi
+    .venv/bin/ai-computer image build
+}
+
+command=${1:-run}
+[ $# -gt 0 ] && shift
+case "$command" in
+    run|test|setup) ;;
+    *) die "unknown command '$command' (use: run, test or setup)" ;;
+esac
+
+ensure_docker
+ensure_venv
+ensure_image
+
+case "$command" in
+    run) exec .venv/bin/python examples/quickstart.py ;;
+    test) exec .venv/bin/python -m pytest "$@" ;;
+    setup) say "ready: .venv/bin/python examples/quickstart.py" ;;
+esac

@@ -1,0 +1,56 @@
+"""Shared fixtures. Integration tests use the real Docker engine and the real sandbox image;
+there are no skips: a missing engine or image is a failure, with a message saying what to do."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import docker
+import pytest
+import pytest_asyncio
+
+from ai_computer import SandboxClient
+from ai_computer.image import default_image_tag
+from ai_computer.provisioner import SANDBOX_LABEL
+
+
+def labelled_containers(client: docker.DockerClient) -> list[str]:
+    return [c.id for c in client.containers.list(all=True, filters={"label": SANDBOX_LABEL})]
+
+
+@pytest.fixture(scope="session")
+def docker_engine() -> Iterator[docker.DockerClient]:
+    """The real engine. At the end, any sandbox container still present is removed and reported."""
+    try:
+        client = docker.from_env()
+        client.ping()
+    except docker.errors.DockerException as exc:
+        pytest.fail(f"no Docker engine: {exc}; run the tests through `bash setup.sh test`")
+    try:
+        client.images.get(default_image_tag())
+    except docker.errors.ImageNotFound:
+        pytest.fail(f"image {default_image_tag()} missing: run `ai-computer image build`")
+    before = set(labelled_containers(client))
+    yield client
+    leaked = set(labelled_containers(client)) - before
+    for container_id in leaked:
+        client.api.remove_container(container_id, force=True)
+    assert not leaked, f"tests leaked sandbox containers: {leaked}"
+
+
+@pytest_asyncio.fixture(scope="session")
+async def shared_sandbox(docker_engine: docker.DockerClient) -> AsyncIterator[SandboxClient]:
+    """One sandbox for tests that only read its behaviour (saves a start per test)."""
+    async with SandboxClient(timeout=60) as client:
+        yield client
+
+
+@pytest_asyncio.fixture
+async def sandbox(docker_engine: docker.DockerClient) -> AsyncIterator[SandboxClient]:
+    """A fresh sandbox, always cleaned up (even when the test fails)."""
+    client = SandboxClient(memory_limit="256M", timeout=30, interrupt_grace=2)
+    await client.setup()
+    try:
+        yield client
+    finally:
+        await client.cleanup()

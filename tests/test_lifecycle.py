@@ -1,0 +1,96 @@
+"""Lifecycle, clean-up and bad use, against the real Docker engine."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import docker
+import pytest
+
+from ai_computer import ImageNotFoundError, SandboxClient, SandboxStateError
+from ai_computer.provisioner import SANDBOX_LABEL, default_runtime_root
+
+
+def sandbox_leftovers(engine: docker.DockerClient, sandbox_id: str) -> list[str]:
+    selector = {"label": f"{SANDBOX_LABEL}={sandbox_id}"}
+    found = [f"container {c.id}" for c in engine.containers.list(all=True, filters=selector)]
+    found += [f"volume {v.name}" for v in engine.volumes.list(filters=selector)]
+    runtime_dir = os.path.join(default_runtime_root(), sandbox_id)
+    if os.path.exists(runtime_dir):
+        found.append(f"runtime dir {runtime_dir}")
+    return found
+
+
+async def test_setup_execute_cleanup_leaves_nothing(docker_engine: docker.DockerClient) -> None:
+    client = SandboxClient()
+    assert client.state == "new"
+    setup = await client.setup()
+    assert setup.success and setup.data["sandbox_id"] == client.sandbox_id
+    assert client.state == "ready"
+    assert sandbox_leftovers(docker_engine, client.sandbox_id)  # it really exists
+    response = await client.execute_code("print('Hello from sandbox!')")
+    assert response.data["output"] == "Hello from sandbox!\n"
+    await client.cleanup()
+    assert client.state == "closed"
+    assert sandbox_leftovers(docker_engine, client.sandbox_id) == []
+    await client.cleanup()  # idempotent
+
+
+async def test_context_manager_cleans_up_even_on_error(docker_engine: docker.DockerClient) -> None:
+    with pytest.raises(RuntimeError, match="user code failed"):
+        async with SandboxClient() as client:
+            assert (await client.execute_code("1 + 1")).data["result"] == "2"
+            raise RuntimeError("user code failed")
+    assert sandbox_leftovers(docker_engine, client.sandbox_id) == []
+
+
+async def test_bad_use_is_refused_clearly(docker_engine: docker.DockerClient) -> None:
+    client = SandboxClient()
+    with pytest.raises(SandboxStateError, match=r"not set up: call `await client.setup\(\)`"):
+        await client.execute_code("1")
+    await client.cleanup()
+    with pytest.raises(SandboxStateError, match="cleaned up; create a new SandboxClient"):
+        await client.execute_code("1")
+    with pytest.raises(SandboxStateError, match="already called"):
+        await client.setup()
+
+
+def test_bad_limits_raise_value_error_at_construction() -> None:
+    with pytest.raises(ValueError, match="memory_limit '3G' exceeds the maximum of 2G"):
+        SandboxClient(memory_limit="3G")
+    with pytest.raises(ValueError, match="cpu_limit 8 exceeds the maximum of 4"):
+        SandboxClient(cpu_limit=8)
+    with pytest.raises(ValueError, match="timeout -1 must be a positive number"):
+        SandboxClient(timeout=-1)
+
+
+async def test_missing_image_says_how_to_build(docker_engine: docker.DockerClient) -> None:
+    client = SandboxClient(image="ai-computer-sandbox:no-such-tag")
+    with pytest.raises(ImageNotFoundError, match="ai-computer image build"):
+        await client.setup()
+    assert client.state == "closed"
+    assert sandbox_leftovers(docker_engine, client.sandbox_id) == []
+
+
+def test_no_docker_engine_says_how_to_start_one(tmp_path) -> None:
+    code = (
+        "import asyncio\nfrom ai_computer import SandboxClient, DockerUnavailableError\n"
+        "async def main():\n"
+        "    try:\n        await SandboxClient().setup()\n"
+        "    except DockerUnavailableError as exc:\n        print('REFUSED', exc)\n"
+        "asyncio.run(main())\n"
+    )
+    env = {**os.environ, "DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock"}
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert "REFUSED no Docker engine is reachable" in result.stdout, result.stderr
+    assert "dockerd" in result.stdout
+
+
+async def test_two_sandboxes_do_not_share_files(docker_engine: docker.DockerClient) -> None:
+    async with SandboxClient() as first, SandboxClient() as second:
+        await first.execute_code("open('secret.txt', 'w').write('mine')")
+        seen = await second.execute_code("import os; sorted(os.listdir('.'))")
+        assert seen.data["result"] == "[]"
+        assert (await first.execute_code("open('secret.txt').read()")).data["result"] == "'mine'"
