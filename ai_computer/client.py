@@ -58,7 +58,10 @@ def sandbox_kernel_spec(provisioner_config: dict[str, Any]) -> KernelSpec:
         language="python",
         interrupt_mode="signal",
         metadata={
-            "kernel_provisioner": {"provisioner_name": PROVISIONER_NAME, "config": provisioner_config}
+            "kernel_provisioner": {
+                "provisioner_name": PROVISIONER_NAME,
+                "config": provisioner_config,
+            }
         },
     )
 
@@ -257,7 +260,9 @@ class SandboxClient:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a malformed or forged message: drop it, keep reading
-                log.warning("dropped an unreadable message from sandbox %s: %s", self.sandbox_id, exc)
+                log.warning(
+                    "dropped an unreadable message from sandbox %s: %s", self.sandbox_id, exc
+                )
                 continue
             await self._events.put(msg)
 
@@ -294,7 +299,9 @@ class SandboxClient:
                         shell_reply.cancel()
                         exit_wait.cancel()
                     if exit_wait in done and not exit_wait.cancelled():
-                        await self._raise_start_failure(describe_exit(exit_wait.result(), self.memory_limit))
+                        await self._raise_start_failure(
+                            describe_exit(exit_wait.result(), self.memory_limit)
+                        )
                     reply = shell_reply.result()
                     if reply["parent_header"].get("msg_id") in request_ids:
                         break
@@ -394,13 +401,15 @@ class SandboxClient:
             if not isinstance(parent, dict) or parent.get("msg_id") != msg_id:
                 continue  # late output of an earlier execution, or noise
             content = item.get("content")
-            for event in record.apply(str(item.get("msg_type")), content if isinstance(content, dict) else {}):
+            for event in record.apply(
+                str(item.get("msg_type")), content if isinstance(content, dict) else {}
+            ):
                 yield event
 
     async def _stop_overrun(
         self, msg_id: str, record: ExecutionRecord, limit: float
     ) -> AsyncIterator[StreamEvent]:
-        """Interrupt an execution past its time limit; kill and restart the kernel if it ignores that."""
+        """Interrupt an overrunning execution; kill and restart the kernel if it ignores that."""
         timed_out = f"execution timed out after {limits.format_seconds(limit)}"
         await self._km_interrupt()
         loop = asyncio.get_running_loop()
@@ -421,7 +430,9 @@ class SandboxClient:
         for event in record.fail(f"{timed_out}; {restarted}"):
             yield event
 
-    async def _recover_from_death(self, ended: ContainerExit, record: ExecutionRecord) -> list[StreamEvent]:
+    async def _recover_from_death(
+        self, ended: ContainerExit, record: ExecutionRecord
+    ) -> list[StreamEvent]:
         cause = describe_exit(ended, self.memory_limit)
         restarted = await self._restart_kernel()
         return record.fail(f"{cause}; {restarted}")

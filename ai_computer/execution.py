@@ -117,9 +117,11 @@ class ExecutionRecord:
         if msg_type == "error":
             ename, evalue = _text(content.get("ename")), _text(content.get("evalue"))
             traceback = content.get("traceback")
-            lines = [strip_ansi(line) for line in traceback if isinstance(line, str)] if isinstance(
-                traceback, list
-            ) else []
+            lines = (
+                [strip_ansi(line) for line in traceback if isinstance(line, str)]
+                if isinstance(traceback, list)
+                else []
+            )
             self.error = {"ename": ename, "evalue": evalue, "traceback": lines}
             self.failure = f"{ename}: {evalue}" if evalue else ename
             return [StreamEvent("error", self.failure)]

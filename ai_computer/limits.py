@@ -31,7 +31,9 @@ _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]?)(?:i?b)?\s*$", re.IGNORECASE)
 def parse_size(value: str | int, *, name: str = "size") -> int:
     """Return ``value`` ("512M", "1g", "1.5GiB", "2048" or an int) as a number of bytes."""
     if isinstance(value, bool):
-        raise ValueError(f"{name} {value!r} is not a size: use bytes or a string like '512M' or '1G'")
+        raise ValueError(
+            f"{name} {value!r} is not a size: use bytes or a string like '512M' or '1G'"
+        )
     if isinstance(value, int):
         size = value
     elif isinstance(value, str) and (match := _SIZE.match(value)):
@@ -60,7 +62,9 @@ def parse_memory_limit(value: str | int) -> int:
     """Validate a memory limit; return bytes within [128M, 2G]."""
     size = parse_size(value, name="memory_limit")
     if not MIN_MEMORY_LIMIT <= size <= MAX_MEMORY_LIMIT:
-        relation = "exceeds the maximum of" if size > MAX_MEMORY_LIMIT else "is below the minimum of"
+        relation = (
+            "exceeds the maximum of" if size > MAX_MEMORY_LIMIT else "is below the minimum of"
+        )
         bound = MAX_MEMORY_LIMIT if size > MAX_MEMORY_LIMIT else MIN_MEMORY_LIMIT
         raise ValueError(
             f"memory_limit {value!r} {relation} {format_size(bound)} "
@@ -78,7 +82,9 @@ def parse_cpu_limit(value: float | int | str) -> float:
     if isinstance(value, bool) or not math.isfinite(cpus):
         raise ValueError(f"cpu_limit {value!r} is not a number of cores (allowed: 0.1 to 4)")
     if not MIN_CPU_LIMIT <= cpus <= MAX_CPU_LIMIT:
-        relation = "exceeds the maximum of 4" if cpus > MAX_CPU_LIMIT else "is below the minimum of 0.1"
+        relation = (
+            "exceeds the maximum of 4" if cpus > MAX_CPU_LIMIT else "is below the minimum of 0.1"
+        )
         raise ValueError(f"cpu_limit {value!r} {relation} cores (allowed: 0.1 to 4)")
     return cpus
 

@@ -35,7 +35,8 @@ from jupyter_client.session import new_id_bytes
 from traitlets import Dict, Float, Int, TraitError, Unicode, Union, default, validate
 
 from . import limits
-from .errors import DockerUnavailableError, ImageNotFoundError, SandboxError, SandboxStartError
+from .engine import docker_client, remove_quietly
+from .errors import ImageNotFoundError, SandboxError, SandboxStartError
 
 SANDBOX_LABEL = "ai-computer.sandbox"
 """Label carried by every container and volume of a sandbox; its value is the sandbox id."""
@@ -51,31 +52,6 @@ _IPC_PORTS = {"shell_port": 1, "iopub_port": 2, "stdin_port": 3, "control_port":
 _KERNEL_ARGS = ["--HistoryManager.enabled=False"]
 
 T = TypeVar("T")
-
-_docker_clients: dict[int, docker.DockerClient] = {}
-_docker_clients_lock = threading.Lock()
-
-
-def docker_client() -> docker.DockerClient:
-    """Return this process's Docker client, connecting on first use (call from a worker thread).
-
-    Raises DockerUnavailableError, saying how to start an engine, when none answers.
-    """
-    with _docker_clients_lock:
-        client = _docker_clients.get(os.getpid())
-        if client is None:
-            try:
-                client = docker.from_env(timeout=120)
-                client.ping()
-            except docker.errors.DockerException as exc:
-                message = (
-                    "no Docker engine is reachable "
-                    f"({exc}); start one (e.g. `sudo systemctl start docker`, or `dockerd &` as "
-                    "root; `bash setup.sh run` installs and starts one) or set DOCKER_HOST"
-                )
-                raise DockerUnavailableError(message) from exc
-            _docker_clients[os.getpid()] = client
-        return client
 
 
 async def run_blocking(function: Callable[..., T], *args: Any) -> T:
@@ -104,7 +80,7 @@ class ContainerExit:
 
 
 def default_runtime_root() -> str:
-    """Where per-sandbox runtime directories live: short paths, since unix sockets allow ~107 bytes."""
+    """Where per-sandbox runtime directories live (kept short: socket paths allow ~107 bytes)."""
     xdg = os.environ.get("XDG_RUNTIME_DIR")
     if xdg and os.path.isdir(xdg):
         return os.path.join(xdg, "ai-computer")
@@ -131,15 +107,17 @@ class DockerSandboxProvisioner(KernelProvisionerBase):  # type: ignore[misc]
     trait below (``memory_limit``, ``cpu_limit``, ``image``, ...).
     """
 
-    image = Unicode(help="Docker image of the sandbox (default: the one `ai-computer image build` makes).").tag(
-        config=True
-    )
+    image = Unicode(
+        help="Docker image of the sandbox (default: the one `ai-computer image build` makes)."
+    ).tag(config=True)
     memory_limit = Union(
         [Int(), Unicode()],
         default_value="512M",
         help="Memory limit ('512M', '1G' or bytes; 128M to 2G). Swap is off.",
     ).tag(config=True)
-    cpu_limit = Float(limits.DEFAULT_CPU_LIMIT, help="CPU limit in cores (0.1 to 4).").tag(config=True)
+    cpu_limit = Float(limits.DEFAULT_CPU_LIMIT, help="CPU limit in cores (0.1 to 4).").tag(
+        config=True
+    )
     pids_limit = Int(
         256, help="Most processes and threads the sandbox may have (stops fork bombs)."
     ).tag(config=True)
@@ -377,7 +355,10 @@ class DockerSandboxProvisioner(KernelProvisionerBase):  # type: ignore[misc]
             client.volumes.create(self.volume_name, labels={SANDBOX_LABEL: self.sandbox_id})
 
     def _watch_exit(
-        self, container_id: str, loop: asyncio.AbstractEventLoop, future: asyncio.Future[ContainerExit]
+        self,
+        container_id: str,
+        loop: asyncio.AbstractEventLoop,
+        future: asyncio.Future[ContainerExit],
     ) -> None:
         """Block (in a dedicated thread) until the container exits; record how it ended."""
         try:
@@ -386,7 +367,9 @@ class DockerSandboxProvisioner(KernelProvisionerBase):  # type: ignore[misc]
             state = api.inspect_container(container_id)["State"]
             ended = ContainerExit(container_id, state.get("ExitCode"), bool(state.get("OOMKilled")))
         except Exception as exc:  # the engine went away, or the container was removed under us
-            ended = ContainerExit(container_id, None, False, error=f"lost track of the container: {exc}")
+            ended = ContainerExit(
+                container_id, None, False, error=f"lost track of the container: {exc}"
+            )
 
         def resolve() -> None:
             if not future.done():
@@ -479,14 +462,3 @@ class DockerSandboxProvisioner(KernelProvisionerBase):  # type: ignore[misc]
     async def load_provisioner_info(self, provisioner_info: dict[str, Any]) -> None:
         await super().load_provisioner_info(provisioner_info)
         self._container_id = provisioner_info.get("container_id")
-
-
-def remove_quietly(remove: Callable[[], object]) -> None:
-    """Run a Docker removal; a resource that is already gone is not an error."""
-    try:
-        remove()
-    except docker.errors.NotFound:
-        pass
-    except docker.errors.APIError as exc:
-        if exc.status_code != 409 or "in progress" not in str(exc):
-            raise

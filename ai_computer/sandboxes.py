@@ -10,7 +10,8 @@ from pathlib import Path
 
 import docker.errors
 
-from .provisioner import SANDBOX_LABEL, default_runtime_root, docker_client, remove_quietly
+from .engine import docker_client, remove_quietly
+from .provisioner import SANDBOX_LABEL, default_runtime_root
 
 
 def remove_sandbox(sandbox_id: str, runtime_root: str | None = None) -> None:

@@ -10,7 +10,9 @@ from ai_computer import SandboxClient
 async def test_timeout_interrupts_and_keeps_state(sandbox: SandboxClient) -> None:
     await sandbox.execute_code("kept = 'yes'")
     started = time.monotonic()
-    response = await sandbox.execute_code("import time\nprint('working', flush=True)\ntime.sleep(60)", timeout=2)
+    response = await sandbox.execute_code(
+        "import time\nprint('working', flush=True)\ntime.sleep(60)", timeout=2
+    )
     elapsed = time.monotonic() - started
     assert not response.success
     assert response.error == "execution timed out after 2 s"
@@ -51,7 +53,9 @@ async def test_segfault_names_the_signal(sandbox: SandboxClient) -> None:
 async def test_oom_kill_is_reported_with_the_limit(sandbox: SandboxClient) -> None:
     response = await sandbox.execute_code("hog = b'x' * (600 * 1024 * 1024)")
     assert not response.success
-    assert response.error.startswith("killed: memory limit 256M exceeded; restarted"), response.error
+    assert response.error.startswith("killed: memory limit 256M exceeded; restarted"), (
+        response.error
+    )
     assert (await sandbox.execute_code("'recovered'")).data["result"] == "'recovered'"
 
 

@@ -83,7 +83,9 @@ def test_no_docker_engine_says_how_to_start_one(tmp_path) -> None:
         "asyncio.run(main())\n"
     )
     env = {**os.environ, "DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock"}
-    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
     assert "REFUSED no Docker engine is reachable" in result.stdout, result.stderr
     assert "dockerd" in result.stdout
 

@@ -28,7 +28,9 @@ async def test_plain_kernel_manager_runs_the_installed_kernelspec(
     try:
         assert isinstance(km.provisioner, DockerSandboxProvisioner)
         assert km.provisioner.has_process
-        [container] = docker_engine.containers.list(filters={"label": f"{SANDBOX_LABEL}={km.kernel_id}"})
+        [container] = docker_engine.containers.list(
+            filters={"label": f"{SANDBOX_LABEL}={km.kernel_id}"}
+        )
         assert container.attrs["HostConfig"]["NetworkMode"] == "none"
         kc = km.client()
         kc.start_channels()
@@ -43,7 +45,12 @@ async def test_plain_kernel_manager_runs_the_installed_kernelspec(
     finally:
         await km.shutdown_kernel(now=True)
     assert not km.provisioner or not km.provisioner.has_process
-    assert docker_engine.containers.list(all=True, filters={"label": f"{SANDBOX_LABEL}={km.kernel_id}"}) == []
+    assert (
+        docker_engine.containers.list(
+            all=True, filters={"label": f"{SANDBOX_LABEL}={km.kernel_id}"}
+        )
+        == []
+    )
     assert docker_engine.volumes.list(filters={"label": f"{SANDBOX_LABEL}={km.kernel_id}"}) == []
 
 
