@@ -18,8 +18,9 @@ from types import TracebackType
 from typing import Any
 
 import zmq
-from jupyter_client import AsyncKernelClient, AsyncKernelManager
+from jupyter_client.asynchronous.client import AsyncKernelClient
 from jupyter_client.kernelspec import KernelSpec
+from jupyter_client.manager import AsyncKernelManager
 
 from . import limits
 from .errors import SandboxError, SandboxStartError, SandboxStateError
@@ -42,7 +43,7 @@ class _State(enum.Enum):
     CLOSED = "closed"
 
 
-class _SandboxKernelManager(AsyncKernelManager):  # type: ignore[misc]
+class _SandboxKernelManager(AsyncKernelManager):
     """A kernel manager whose kernelspec is built in memory rather than installed on disk."""
 
     def __init__(self, spec: KernelSpec, **kwargs: Any) -> None:

@@ -18,11 +18,11 @@ import asyncio
 import json
 import math
 import os
-import shutil
 import signal
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -30,16 +30,14 @@ import docker
 import docker.errors
 from docker.types import LogConfig, Mount, Ulimit
 from jupyter_client.connect import KernelConnectionInfo
-from jupyter_client.provisioning import KernelProvisionerBase
+from jupyter_client.provisioning.provisioner_base import KernelProvisionerBase
 from jupyter_client.session import new_id_bytes
 from traitlets import Dict, Float, Int, TraitError, Unicode, Union, default, validate
 
 from . import limits
 from .engine import docker_client, remove_quietly
 from .errors import ImageNotFoundError, SandboxError, SandboxStartError
-
-SANDBOX_LABEL = "ai-computer.sandbox"
-"""Label carried by every container and volume of a sandbox; its value is the sandbox id."""
+from .sandboxes import SANDBOX_LABEL, default_runtime_root, remove_sandbox
 
 CONTAINER_RUNTIME_DIR = "/run/ai-computer"
 CONTAINER_WORKSPACE = "/workspace"
@@ -79,14 +77,6 @@ class ContainerExit:
         return None
 
 
-def default_runtime_root() -> str:
-    """Where per-sandbox runtime directories live (kept short: socket paths allow ~107 bytes)."""
-    xdg = os.environ.get("XDG_RUNTIME_DIR")
-    if xdg and os.path.isdir(xdg):
-        return os.path.join(xdg, "ai-computer")
-    return f"/tmp/ai-computer-{os.getuid()}"
-
-
 def _private_directory(path: Path) -> None:
     """Create ``path`` as a 0700 directory owned by us, refusing one that someone else planted."""
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -100,7 +90,7 @@ def _private_directory(path: Path) -> None:
         path.chmod(0o700)
 
 
-class DockerSandboxProvisioner(KernelProvisionerBase):  # type: ignore[misc]
+class DockerSandboxProvisioner(KernelProvisionerBase):
     """Runs a kernel in a hardened, resource-limited Docker container with no network.
 
     Configure it through a kernelspec's ``metadata.kernel_provisioner.config``: each key is a
@@ -242,7 +232,7 @@ class DockerSandboxProvisioner(KernelProvisionerBase):  # type: ignore[misc]
         self.runtime_dir.chmod(0o777)
         if not self.connection_info:
             key = getattr(getattr(self.parent, "session", None), "key", None) or new_id_bytes()
-            self.connection_info = {
+            info: dict[str, Any] = {
                 "transport": "ipc",
                 "ip": str(self.runtime_dir / "kernel"),
                 "key": key,
@@ -250,6 +240,7 @@ class DockerSandboxProvisioner(KernelProvisionerBase):  # type: ignore[misc]
                 "kernel_name": self.kernel_spec.name if self.kernel_spec else "",
                 **_IPC_PORTS,
             }
+            self.connection_info = info  # type: ignore[assignment]  # KernelConnectionInfo is loose
         inside = dict(self.connection_info)
         inside["ip"] = f"{CONTAINER_RUNTIME_DIR}/kernel"
         key = inside["key"]
@@ -443,12 +434,10 @@ class DockerSandboxProvisioner(KernelProvisionerBase):  # type: ignore[misc]
             self.connection_info = {}
 
     def _remove(self, container_id: str | None, everything: bool) -> None:
-        client = docker_client()
-        if container_id is not None:
-            remove_quietly(lambda: client.api.remove_container(container_id, force=True))
-        if everything:
-            remove_quietly(lambda: client.api.remove_volume(self.volume_name, force=True))
-            shutil.rmtree(self.runtime_dir, ignore_errors=True)
+        if everything:  # the container, the workspace volume and the runtime directory
+            remove_sandbox(self.sandbox_id, self.runtime_root)
+        elif container_id is not None:
+            remove_quietly(partial(docker_client().api.remove_container, container_id, force=True))
 
     def resolve_path(self, path: str) -> str | None:
         # Host paths mean nothing inside the sandbox; do not reveal the container's layout.

@@ -5,13 +5,25 @@ Blocking (docker-py) functions: call them from worker threads in async code.
 
 from __future__ import annotations
 
+import os
 import shutil
+from functools import partial
 from pathlib import Path
 
 import docker.errors
 
 from .engine import docker_client, remove_quietly
-from .provisioner import SANDBOX_LABEL, default_runtime_root
+
+SANDBOX_LABEL = "ai-computer.sandbox"
+"""Label carried by every container and volume of a sandbox; its value is the sandbox id."""
+
+
+def default_runtime_root() -> str:
+    """Where per-sandbox runtime directories live (kept short: socket paths allow ~107 bytes)."""
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    if xdg and os.path.isdir(xdg):
+        return os.path.join(xdg, "ai-computer")
+    return f"/tmp/ai-computer-{os.getuid()}"
 
 
 def remove_sandbox(sandbox_id: str, runtime_root: str | None = None) -> None:
@@ -20,9 +32,9 @@ def remove_sandbox(sandbox_id: str, runtime_root: str | None = None) -> None:
     client = docker_client()
     selector = {"label": f"{SANDBOX_LABEL}={sandbox_id}"}
     for container in client.api.containers(all=True, filters=selector, quiet=True):
-        remove_quietly(lambda cid=container["Id"]: client.api.remove_container(cid, force=True))
+        remove_quietly(partial(client.api.remove_container, container["Id"], force=True))
     for volume in client.api.volumes(filters=selector).get("Volumes") or []:
-        remove_quietly(lambda name=volume["Name"]: client.api.remove_volume(name, force=True))
+        remove_quietly(partial(client.api.remove_volume, volume["Name"], force=True))
 
 
 def container_logs(container_id: str | None, tail: int = 40) -> str:

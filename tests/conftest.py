@@ -11,7 +11,7 @@ import pytest_asyncio
 
 from ai_computer import SandboxClient
 from ai_computer.image import default_image_tag
-from ai_computer.provisioner import SANDBOX_LABEL
+from ai_computer.sandboxes import SANDBOX_LABEL
 
 
 def labelled_containers(client: docker.DockerClient) -> list[str]:

@@ -10,7 +10,7 @@ import docker
 import pytest
 
 from ai_computer import ImageNotFoundError, SandboxClient, SandboxStateError
-from ai_computer.provisioner import SANDBOX_LABEL, default_runtime_root
+from ai_computer.sandboxes import SANDBOX_LABEL, default_runtime_root
 
 
 def sandbox_leftovers(engine: docker.DockerClient, sandbox_id: str) -> list[str]:

@@ -9,7 +9,8 @@ from jupyter_client import AsyncKernelManager
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.provisioning import KernelProvisionerFactory
 
-from ai_computer.provisioner import SANDBOX_LABEL, DockerSandboxProvisioner
+from ai_computer.provisioner import DockerSandboxProvisioner
+from ai_computer.sandboxes import SANDBOX_LABEL
 
 KERNELSPEC_DIR = Path(__file__).resolve().parents[1] / "kernelspec" / "ai-computer-sandbox"
 
