@@ -1,0 +1,95 @@
+"""Benchmark: sandbox start and execute latency against a stock local ipykernel, same run.
+
+    .venv/bin/python benchmarks/bench_sandbox.py [--starts 10] [--executes 200]
+
+Prints p50/p90 figures and the sandbox/local ratios. Not a test: nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+from jupyter_client.manager import AsyncKernelManager
+
+from ai_computer import SandboxClient
+
+
+def percentile(samples: list[float], fraction: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+async def timed(action: Callable[[], Awaitable[object]]) -> float:
+    started = time.perf_counter()
+    await action()
+    return time.perf_counter() - started
+
+
+async def local_kernel_figures(starts: int, executes: int) -> tuple[list[float], list[float]]:
+    start_times, execute_times = [], []
+    for index in range(starts):
+        km = AsyncKernelManager(kernel_name="python3")
+
+        async def start(km: AsyncKernelManager = km) -> None:
+            await km.start_kernel()
+            kc = km.client()
+            kc.start_channels()
+            await kc.wait_for_ready(timeout=60)
+            km.bench_client = kc  # type: ignore[attr-defined]
+
+        start_times.append(await timed(start))
+        kc = km.bench_client  # type: ignore[attr-defined]
+        if index == 0:
+            for _ in range(executes):
+                execute_times.append(await timed(lambda: kc.execute_interactive("1+1", timeout=30)))
+        kc.stop_channels()
+        await km.shutdown_kernel(now=True)
+    return start_times, execute_times
+
+
+async def sandbox_figures(
+    starts: int, executes: int
+) -> tuple[list[float], list[float], list[float]]:
+    start_times, execute_times, cleanup_times = [], [], []
+    for index in range(starts):
+        client = SandboxClient()
+        start_times.append(await timed(client.setup))
+        if index == 0:
+            for _ in range(executes):
+                execute_times.append(await timed(lambda: client.execute_code("1+1")))
+        cleanup_times.append(await timed(client.cleanup))
+    return start_times, execute_times, cleanup_times
+
+
+def row(name: str, samples: list[float], baseline: list[float] | None = None) -> str:
+    p50, p90 = percentile(samples, 0.5) * 1000, percentile(samples, 0.9) * 1000
+    line = f"{name:<34} p50 {p50:8.1f} ms   p90 {p90:8.1f} ms   n={len(samples)}"
+    if baseline:
+        line += f"   x{p50 / (percentile(baseline, 0.5) * 1000):.2f} of local"
+    return line
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--starts", type=int, default=10)
+    parser.add_argument("--executes", type=int, default=200)
+    args = parser.parse_args()
+    # Warm both paths once (image layers, Python imports) so the figures are steady-state.
+    await sandbox_figures(1, 5)
+    await local_kernel_figures(1, 5)
+    local_start, local_execute = await local_kernel_figures(args.starts, args.executes)
+    sandbox_start, sandbox_execute, sandbox_cleanup = await sandbox_figures(
+        args.starts, args.executes
+    )
+    print(row("local ipykernel: start + ready", local_start))
+    print(row("sandbox: setup()", sandbox_start, local_start))
+    print(row("local ipykernel: execute 1+1", local_execute))
+    print(row("sandbox: execute_code('1+1')", sandbox_execute, local_execute))
+    print(row("sandbox: cleanup()", sandbox_cleanup))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
