@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 
 from jupyter_client.manager import AsyncKernelManager
 
@@ -44,7 +45,9 @@ async def local_kernel_figures(starts: int, executes: int) -> tuple[list[float],
         kc = km.bench_client  # type: ignore[attr-defined]
         if index == 0:
             for _ in range(executes):
-                execute_times.append(await timed(lambda: kc.execute_interactive("1+1", timeout=30)))
+                execute_times.append(
+                    await timed(partial(kc.execute_interactive, "1+1", timeout=30))
+                )
         kc.stop_channels()
         await km.shutdown_kernel(now=True)
     return start_times, execute_times
@@ -59,7 +62,7 @@ async def sandbox_figures(
         start_times.append(await timed(client.setup))
         if index == 0:
             for _ in range(executes):
-                execute_times.append(await timed(lambda: client.execute_code("1+1")))
+                execute_times.append(await timed(partial(client.execute_code, "1+1")))
         cleanup_times.append(await timed(client.cleanup))
     return start_times, execute_times, cleanup_times
 
