@@ -42,6 +42,7 @@ from .sandboxes import SANDBOX_LABEL, default_runtime_root, remove_sandbox
 CONTAINER_RUNTIME_DIR = "/run/ai-computer"
 CONTAINER_WORKSPACE = "/workspace"
 CONTAINER_HOME = "/home/sandbox"
+CONTAINER_PACKAGES = "/opt/packages"  # per-session packages; on sys.path through a .pth in the image
 DEFAULT_KERNEL_ARGV = ["python", "-m", "ipykernel_launcher", "-f", "{connection_file}"]
 
 # Ports of an ipc:// transport are file-name suffixes: fixed ones are fine in a private directory.
@@ -195,6 +196,11 @@ class DockerSandboxProvisioner(KernelProvisionerBase):
         return f"ai-computer-{self.sandbox_id}"
 
     @property
+    def packages_volume_name(self) -> str:
+        """Name of the Docker volume holding the packages installed in this sandbox."""
+        return f"ai-computer-{self.sandbox_id}-packages"
+
+    @property
     def container_id(self) -> str | None:
         """Id of the current kernel container, if one was launched and not yet cleaned up."""
         return self._container_id
@@ -307,6 +313,7 @@ class DockerSandboxProvisioner(KernelProvisionerBase):
             "mounts": [
                 Mount(CONTAINER_RUNTIME_DIR, str(self.runtime_dir), type="bind"),
                 Mount(CONTAINER_WORKSPACE, self.volume_name, type="volume"),
+                Mount(CONTAINER_PACKAGES, self.packages_volume_name, type="volume"),
             ],
             "init": True,
             "ipc_mode": "private",
@@ -328,7 +335,7 @@ class DockerSandboxProvisioner(KernelProvisionerBase):
             )
             raise ImageNotFoundError(message) from exc
         try:
-            self._ensure_volume(client)
+            self._ensure_volumes(client)
             container = client.containers.create(**self.container_config(cmd))
         except docker.errors.DockerException as exc:
             raise SandboxStartError(f"could not create the sandbox container: {exc}") from exc
@@ -339,11 +346,12 @@ class DockerSandboxProvisioner(KernelProvisionerBase):
             raise SandboxStartError(f"could not start the sandbox container: {exc}") from exc
         return str(container.id)
 
-    def _ensure_volume(self, client: docker.DockerClient) -> None:
-        try:
-            client.volumes.get(self.volume_name)
-        except docker.errors.NotFound:
-            client.volumes.create(self.volume_name, labels={SANDBOX_LABEL: self.sandbox_id})
+    def _ensure_volumes(self, client: docker.DockerClient) -> None:
+        for name in (self.volume_name, self.packages_volume_name):
+            try:
+                client.volumes.get(name)
+            except docker.errors.NotFound:
+                client.volumes.create(name, labels={SANDBOX_LABEL: self.sandbox_id})
 
     def _watch_exit(
         self,

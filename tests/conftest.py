@@ -3,6 +3,7 @@ there are no skips: a missing engine or image is a failure, with a message sayin
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Iterator
 
 import docker
@@ -15,7 +16,9 @@ from ai_computer.sandboxes import SANDBOX_LABEL
 
 
 def labelled_containers(client: docker.DockerClient) -> list[str]:
-    return [c.id for c in client.containers.list(all=True, filters={"label": SANDBOX_LABEL})]
+    """Sandbox containers made by this test process (other runs may share the engine)."""
+    mine = [SANDBOX_LABEL, f"ai-computer.owner-pid={os.getpid()}"]
+    return [c.id for c in client.containers.list(all=True, filters={"label": mine})]
 
 
 @pytest.fixture(scope="session")
