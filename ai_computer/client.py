@@ -12,10 +12,14 @@ import asyncio
 import contextlib
 import enum
 import logging
+import os
+import posixpath
+import tempfile
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import IO, Any
 
 import zmq
 from jupyter_client.asynchronous.client import AsyncKernelClient
@@ -23,11 +27,18 @@ from jupyter_client.kernelspec import KernelSpec
 from jupyter_client.manager import AsyncKernelManager
 
 from . import limits
+from .container_exec import ExecResult, run_in_container
+from .engine import docker_client
 from .errors import SandboxError, SandboxStartError, SandboxStateError
 from .execution import ExecutionRecord
-from .models import SandboxResponse, StreamEvent
+from .files import FileSystem, sandbox_path
+from .image import engine_architecture
+from .kernel_startup import CHANGED_FILES_EXPRESSION, kernel_arguments
+from .models import FileOperationResponse, SandboxResponse, StreamEvent
+from .packages import PackageError, check_specifiers, stage_packages, tar_chunks, unpack_argv
 from .provisioner import DEFAULT_KERNEL_ARGV, ContainerExit, DockerSandboxProvisioner
 from .sandboxes import container_logs, remove_sandbox
+from .shell import Shell
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +136,12 @@ class SandboxClient:
         self._exit_watcher: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self._broken: str | None = None
+        self.fs = FileSystem(self._exec)
+        """File operations confined to /workspace."""
+        self.shell = Shell(self._exec, self.timeout, self.output_limit)
+        """Programs run inside the sandbox."""
+        self.code = CodeRunner(self)
+        """Code execution, as in the original SDK's ``client.code``."""
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -218,7 +235,7 @@ class SandboxClient:
         self._km = _SandboxKernelManager(spec)
         # Reconnect quickly to the kernel's sockets when they appear (ZMQ's default is 100 ms).
         self._km.context.setsockopt(zmq.RECONNECT_IVL, 10)
-        await self._km.start_kernel(kernel_id=self.sandbox_id)
+        await self._km.start_kernel(kernel_id=self.sandbox_id, extra_arguments=kernel_arguments())
         self._kc = self._km.client()
         self._kc.start_channels(hb=False, stdin=False)
         self._tasks.append(asyncio.create_task(self._pump_iopub()))
@@ -369,7 +386,9 @@ class SandboxClient:
             self._require_ready()
             assert self._kc is not None
             loop = asyncio.get_running_loop()
-            msg_id = self._kc.execute(code, allow_stdin=False)
+            msg_id = self._kc.execute(
+                code, allow_stdin=False, user_expressions={"files": CHANGED_FILES_EXPRESSION}
+            )
             deadline = None if limit is None else loop.time() + limit
             async for event in self._follow(msg_id, record, deadline):
                 yield event
@@ -458,9 +477,7 @@ class SandboxClient:
                 while True:
                     reply = await self._kc.get_shell_msg()
                     if reply.get("parent_header", {}).get("msg_id") == msg_id:
-                        count = reply.get("content", {}).get("execution_count")
-                        if record.execution_count is None and isinstance(count, int):
-                            record.execution_count = count
+                        record.apply_reply(reply.get("content"))
                         return
 
     async def _km_interrupt(self) -> None:
@@ -485,3 +502,99 @@ class SandboxClient:
         if self._broken is not None:
             return SandboxResponse(success=False, error=message)
         return SandboxResponse(success=True, data=self._describe())
+
+    # -- files, shell, packages --------------------------------------------------------------
+
+    async def _exec(self, argv: list[str], **options: Any) -> ExecResult:
+        """Run a program in the sandbox's container (see ``container_exec``)."""
+        self._require_ready()
+        container_id = self._provisioner.container_id
+        if container_id is None:
+            raise SandboxError("the sandbox has no running container (is it restarting?)")
+        user = self._provisioner.sandbox_user
+        return await asyncio.to_thread(run_in_container, container_id, argv, user=user, **options)
+
+    async def execute_shell(
+        self, command: str, args: list[str] | None = None, timeout: float | None = None
+    ) -> SandboxResponse:
+        """Run a program in the sandbox: ``data`` has ``stdout``, ``stderr``, ``exit_code``."""
+        return await self.shell.execute(command, args, timeout)
+
+    async def upload_file(
+        self, file_path: str | os.PathLike[str], destination: str = "/workspace"
+    ) -> FileOperationResponse:
+        """Copy a local file into the sandbox folder ``destination``."""
+        return await self.fs.upload_file(file_path, destination)
+
+    async def download_file(
+        self, remote_path: str, local_path: str | os.PathLike[str] | None = None
+    ) -> FileOperationResponse:
+        """Copy a sandbox file to ``local_path``."""
+        return await self.fs.download_file(remote_path, local_path)
+
+    async def upload_bytes(
+        self, content: bytes | IO[bytes], filename: str, destination: str = "/workspace"
+    ) -> FileOperationResponse:
+        """Write bytes (or a binary file object) to ``destination/filename`` in the sandbox."""
+        return await self.fs.upload_bytes(content, filename, destination)
+
+    async def download_bytes(self, remote_path: str) -> bytes | FileOperationResponse:
+        """A sandbox file's bytes; a ``FileOperationResponse`` on failure."""
+        return await self.fs.download_bytes(remote_path)
+
+    async def install_packages(
+        self, packages: list[str], timeout: float | None = None
+    ) -> SandboxResponse:
+        """Install packages (``["tabulate", "requests==2.32.3"]``) for this sandbox's session.
+
+        The sandbox keeps no network: wheels are downloaded on the host for the image's Python
+        and unpacked inside. They import at once and survive kernel restarts. pip's reason comes
+        back in ``error`` when a package cannot be had.
+        """
+        specifiers = check_specifiers(packages)
+        self._require_ready()
+        with tempfile.TemporaryDirectory(prefix="ai-computer-packages-") as folder:
+            staging = Path(folder) / "site"
+            try:
+                architecture = await asyncio.to_thread(lambda: engine_architecture(docker_client()))
+                wheels = await asyncio.to_thread(stage_packages, specifiers, architecture, staging)
+            except (PackageError, SandboxError) as exc:
+                return SandboxResponse(False, data={"packages": specifiers}, error=str(exc))
+            data: dict[str, Any] = {"packages": specifiers, "installed": wheels}
+            if not wheels:
+                return SandboxResponse(True, data={**data, "message": "already in the image"})
+            result = await self._exec(unpack_argv(), stdin=tar_chunks(staging), timeout=timeout)
+        if result.exit_code != 0:
+            return SandboxResponse(False, data=data, error=result.failure()["error"])
+        return SandboxResponse(True, data=data)
+
+
+class CodeRunner:
+    """``client.code``: ``execute``, ``execute_stream`` and ``execute_file``."""
+
+    def __init__(self, client: SandboxClient) -> None:
+        self._client = client
+
+    async def execute(self, code: str, timeout: float | None = None) -> SandboxResponse:
+        """Same as ``SandboxClient.execute_code``."""
+        return await self._client.execute_code(code, timeout)
+
+    def execute_stream(self, code: str, timeout: float | None = None) -> AsyncIterator[StreamEvent]:
+        """Same as ``SandboxClient.execute_code_stream``."""
+        return self._client.execute_code_stream(code, timeout)
+
+    async def execute_file(self, path: str, timeout: float | None = None) -> SandboxResponse:
+        """Run a ``.py`` file that is in the sandbox, as ``__main__``, in the kernel."""
+        try:
+            remote = sandbox_path(path)
+        except ValueError as exc:
+            return SandboxResponse(False, error=str(exc))
+        if not remote.endswith(".py"):
+            return SandboxResponse(False, error=f"{remote} is not a Python file (.py)")
+        found = await self._client.fs.list(posixpath.dirname(remote))
+        entries = found.data["entries"] if found.success and found.data else []
+        if not any(e["path"] == remote and e["type"] == "file" for e in entries):
+            return SandboxResponse(False, error=f"{remote}: no such file in the sandbox")
+        # The trailing ';' keeps IPython from echoing the module's globals as a result.
+        code = f"__import__('runpy').run_path({remote!r}, run_name='__main__');"
+        return await self._client.execute_code(code, timeout)

@@ -6,6 +6,7 @@ forge messages), so fields are type-checked here and the kept output is capped.
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 from dataclasses import dataclass, field
@@ -39,6 +40,23 @@ def _bundle_size(bundle: dict[str, Any]) -> int:
     return sum(len(v) if isinstance(v, str) else len(json.dumps(v)) for v in bundle.values())
 
 
+def _changed_files(text: Any) -> list[dict[str, Any]] | None:
+    """Parse the kernel's list of changed files (a repr of a JSON string; untrusted)."""
+    try:
+        entries = json.loads(ast.literal_eval(text))
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return None
+    if not isinstance(entries, list):
+        return None
+    return [
+        {"path": entry["path"], "size": entry["size"]}
+        for entry in entries
+        if isinstance(entry, dict)
+        and isinstance(entry.get("path"), str)
+        and isinstance(entry.get("size"), int)
+    ]
+
+
 @dataclass
 class ExecutionRecord:
     """Everything one execution produced, capped at ``output_limit`` bytes of output."""
@@ -51,6 +69,7 @@ class ExecutionRecord:
     error: dict[str, Any] | None = None
     execution_count: int | None = None
     failure: str | None = None
+    files: list[dict[str, Any]] | None = None
     notices: list[str] = field(default_factory=list)
     kept_bytes: int = 0
     dropped_bytes: int = 0
@@ -129,6 +148,17 @@ class ExecutionRecord:
             self.finished = True
         return []
 
+    def apply_reply(self, content: Any) -> None:
+        """Record what the shell reply adds: the execution count and the files changed."""
+        if not isinstance(content, dict):
+            return
+        if self.execution_count is None and isinstance(content.get("execution_count"), int):
+            self.execution_count = content["execution_count"]
+        expressions = content.get("user_expressions")
+        files = expressions.get("files") if isinstance(expressions, dict) else None
+        if isinstance(files, dict) and files.get("status") == "ok":
+            self.files = _changed_files(_bundle(files).get("text/plain"))
+
     def fail(self, message: str) -> list[StreamEvent]:
         """The execution ended badly for a reason outside the code (timeout, kernel death)."""
         self.failure = message
@@ -160,6 +190,7 @@ class ExecutionRecord:
             "display": self.display,
             "error": self.error,
             "execution_count": self.execution_count,
+            "files": self.files,
             "truncated": self.truncated,
             "notices": self.notices,
         }

@@ -95,7 +95,7 @@ _PULL_STATUSES_SHOWN = ("Pull complete",)
 Progress = Callable[[str], None]
 
 
-def _image_file(name: str) -> bytes:
+def image_file(name: str) -> bytes:
     return (resources.files("ai_computer") / "image" / name).read_bytes()
 
 
@@ -103,7 +103,7 @@ def _image_file(name: str) -> bytes:
 def _description_hash() -> str:
     digest = hashlib.sha256()
     for name in _IMAGE_FILES:
-        digest.update(_image_file(name))
+        digest.update(image_file(name))
     return digest.hexdigest()[:12]
 
 
@@ -165,7 +165,7 @@ def build_image(
         progress(f"base image {base_image} ready ({_elapsed(step_started)})")
 
         step_started = time.monotonic()
-        wheelhouse = _prepare_wheelhouse(_engine_architecture(client), progress)
+        wheelhouse = _prepare_wheelhouse(engine_architecture(client), progress)
         progress(f"wheelhouse ready ({_elapsed(step_started)})")
 
         step_started = time.monotonic()
@@ -239,7 +239,7 @@ def _debian_base(client: docker.DockerClient, progress: Progress) -> str:
     return DEBIAN_BASE
 
 
-def _engine_architecture(client: docker.DockerClient) -> str:
+def engine_architecture(client: docker.DockerClient) -> str:
     """Return the engine's CPU architecture as wheel tags name it (x86_64, aarch64)."""
     # The engine's, not this machine's: DOCKER_HOST may name another machine.
     architecture = str(client.version().get("Arch") or platform.machine())
@@ -252,7 +252,16 @@ def _engine_architecture(client: docker.DockerClient) -> str:
         ) from None
 
 
-def _cache_directory() -> Path:
+def sandbox_wheel_options(architecture: str) -> list[str]:
+    """pip options that select wheels for the sandbox image's Python, whatever the host's."""
+    platforms = [f"--platform={tag}_{architecture}" for tag in _MANYLINUX_TAGS]
+    return [
+        "--only-binary=:all:", f"--python-version={_PYTHON_VERSION}", "--implementation=cp",
+        f"--abi={_PYTHON_ABI}", *platforms,
+    ]  # fmt: skip
+
+
+def cache_directory() -> Path:
     xdg_cache_home = os.environ.get("XDG_CACHE_HOME", "")
     # The XDG spec says to ignore a relative path.
     cache_home = Path(xdg_cache_home) if os.path.isabs(xdg_cache_home) else Path.home() / ".cache"
@@ -261,7 +270,7 @@ def _cache_directory() -> Path:
 
 def _prepare_wheelhouse(architecture: str, progress: Progress) -> Path:
     """Return a directory holding a wheel for every requirement, downloading it once."""
-    wheelhouse = _cache_directory() / f"wheelhouse-{_description_hash()}-{architecture}"
+    wheelhouse = cache_directory() / f"wheelhouse-{_description_hash()}-{architecture}"
     if wheelhouse.is_dir():
         progress(f"reusing {wheelhouse}")
         return wheelhouse
@@ -277,14 +286,12 @@ def _prepare_wheelhouse(architecture: str, progress: Progress) -> Path:
         prefix=f"{wheelhouse.name}.partial-", dir=wheelhouse.parent
     ) as directory:
         requirements = Path(directory) / "requirements.txt"
-        requirements.write_bytes(_image_file("requirements.txt"))
+        requirements.write_bytes(image_file("requirements.txt"))
         download = Path(directory) / "wheels"
-        platforms = [f"--platform={tag}_{architecture}" for tag in _MANYLINUX_TAGS]
         progress(f"downloading wheels for CPython {_PYTHON_VERSION} {architecture}")
         command = [
             sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
-            "--only-binary=:all:", f"--python-version={_PYTHON_VERSION}", "--implementation=cp",
-            f"--abi={_PYTHON_ABI}", *platforms, f"--requirement={requirements}",
+            *sandbox_wheel_options(architecture), f"--requirement={requirements}",
             f"--dest={download}",
         ]  # fmt: skip
         _run_streaming(command, progress, name="pip download")
@@ -305,7 +312,7 @@ def _docker_build(
     with tempfile.TemporaryDirectory(prefix="build-context-", dir=wheelhouse.parent) as directory:
         context = Path(directory)
         for name in _IMAGE_FILES:
-            (context / name).write_bytes(_image_file(name))
+            (context / name).write_bytes(image_file(name))
         shutil.copytree(wheelhouse, context / "wheelhouse", copy_function=_link_or_copy)
         progress(f"building {tag} from {base_image}")
         output = client.api.build(

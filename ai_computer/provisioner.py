@@ -42,7 +42,8 @@ from .sandboxes import SANDBOX_LABEL, default_runtime_root, remove_sandbox
 CONTAINER_RUNTIME_DIR = "/run/ai-computer"
 CONTAINER_WORKSPACE = "/workspace"
 CONTAINER_HOME = "/home/sandbox"
-CONTAINER_PACKAGES = "/opt/packages"  # per-session packages; on sys.path through a .pth in the image
+# Packages installed per session; on sys.path through a .pth file in the image.
+CONTAINER_PACKAGES = "/opt/packages"
 DEFAULT_KERNEL_ARGV = ["python", "-m", "ipykernel_launcher", "-f", "{connection_file}"]
 
 # Ports of an ipc:// transport are file-name suffixes: fixed ones are fine in a private directory.

@@ -1,0 +1,139 @@
+"""Running a program inside a sandbox's container (``docker exec``), streaming its stdin and
+stdout so that large transfers never sit whole in memory.
+
+The program runs as the sandbox user, in the container's namespaces and cgroup: the same
+limits, no network, and a view of the container's file system only. ``docker cp`` (the archive
+API) is deliberately not used: it resolves paths on the host side and has had symlink-race
+advisories.
+
+Blocking (docker-py): call from a worker thread.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import struct
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+import docker.errors
+
+from .engine import docker_client, translate_docker_errors
+from .errors import SandboxError
+
+_STDOUT, _STDERR = 1, 2
+_HEADER = struct.Struct(">BxxxL")  # Docker's multiplexed stream: kind, 3 padding bytes, size
+
+
+@dataclass
+class ExecResult:
+    """How an exec ended: its exit code, the stderr kept, and the stdout kept (if collected)."""
+
+    exit_code: int
+    stdout: bytes
+    stderr: bytes
+    stdout_dropped: int = 0
+    timed_out: bool = False
+
+    def failure(self) -> dict[str, str]:
+        """The sandbox tool's JSON error report, or a plain one built from stderr."""
+        text = self.stderr.decode("utf-8", "replace").strip()
+        try:
+            report = json.loads(text)
+        except ValueError:
+            report = None
+        if isinstance(report, dict) and isinstance(report.get("error"), str):
+            return {"error": report["error"], "kind": str(report.get("kind", "error"))}
+        return {"error": text or f"exit status {self.exit_code}", "kind": "error"}
+
+
+def run_in_container(
+    container_id: str,
+    argv: list[str],
+    *,
+    user: str,
+    stdin: Iterable[bytes] | None = None,
+    on_stdout: Callable[[bytes], object] | None = None,
+    stdout_limit: int = 16 * 1024 * 1024,
+    stderr_limit: int = 64 * 1024,
+    timeout: float | None = None,
+    workdir: str = "/workspace",
+) -> ExecResult:
+    """Run ``argv`` in the container; feed it ``stdin``; pass stdout to ``on_stdout`` or keep
+    up to ``stdout_limit`` bytes of it. ``timeout`` bounds the wait for output (a safety net:
+    callers that need a precise limit enforce it inside, e.g. with coreutils ``timeout``)."""
+    api = docker_client().api
+    with translate_docker_errors("running a command in the sandbox failed"):
+        try:
+            exec_id = api.exec_create(
+                container_id, argv, stdin=stdin is not None, user=user, workdir=workdir
+            )["Id"]
+        except docker.errors.APIError as exc:
+            if exc.status_code == 409:
+                raise SandboxError("the sandbox's container is not running") from exc
+            raise
+        stream = api.exec_start(exec_id, socket=True)
+    raw: socket.socket = getattr(stream, "_sock", stream)
+    stdout, stderr = bytearray(), bytearray()
+    dropped = 0
+    timed_out = False
+    try:
+        raw.settimeout(timeout)
+        if stdin is not None:
+            for chunk in stdin:
+                raw.sendall(chunk)
+            raw.shutdown(socket.SHUT_WR)  # EOF on the program's stdin
+        for kind, data in _frames(raw):
+            if kind == _STDOUT:
+                if on_stdout is not None:
+                    on_stdout(data)
+                elif len(stdout) < stdout_limit:
+                    room = stdout_limit - len(stdout)
+                    stdout += data[:room]
+                    dropped += max(0, len(data) - room)
+                else:
+                    dropped += len(data)
+            elif kind == _STDERR and len(stderr) < stderr_limit:
+                stderr += data[: stderr_limit - len(stderr)]
+    except TimeoutError:
+        timed_out = True
+    finally:
+        stream.close()
+        raw.close()  # closing the SocketIO wrapper alone leaves the socket open
+    if timed_out:
+        return ExecResult(-1, bytes(stdout), bytes(stderr), dropped, timed_out=True)
+    return ExecResult(_exit_code(exec_id), bytes(stdout), bytes(stderr), dropped)
+
+
+def _receive_exactly(raw: socket.socket, size: int) -> bytes | None:
+    """``size`` bytes from the socket (subject to its timeout), or None at end of stream."""
+    data = bytearray()
+    while len(data) < size:
+        chunk = raw.recv(min(size - len(data), 1 << 20))
+        if not chunk:
+            return None
+        data += chunk
+    return bytes(data)
+
+
+def _frames(raw: socket.socket) -> Iterator[tuple[int, bytes]]:
+    """Demultiplex an exec's output into (stream kind, data) frames until it ends."""
+    while (header := _receive_exactly(raw, _HEADER.size)) is not None:
+        kind, size = _HEADER.unpack(header)
+        data = _receive_exactly(raw, size)
+        if data is None:
+            return
+        yield kind, data
+
+
+def _exit_code(exec_id: str) -> int:
+    api = docker_client().api
+    # The exit code is recorded a moment after the output stream closes.
+    for _ in range(100):
+        info = api.exec_inspect(exec_id)
+        if not info.get("Running") and info.get("ExitCode") is not None:
+            return int(info["ExitCode"])
+        time.sleep(0.01)
+    return -1

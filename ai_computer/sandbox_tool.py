@@ -1,0 +1,253 @@
+"""File operations run *inside* a sandbox container (``python3 -c <this file> OP PATH``).
+
+The host runs this with ``docker exec`` as the sandbox's unprivileged user, so it sees only the
+container's file system. On top of that, every path is confined to /workspace without a
+check-then-use race: each component is opened relative to its parent's descriptor with
+``O_NOFOLLOW``, so a symlink (or a symlink swapped in during the operation) is refused rather
+than followed, and only regular files are read (a FIFO cannot make a download hang).
+
+Standard library only: it runs with the image's Python, whatever else is installed.
+Protocol: data on stdout (``read``) or a JSON object on stdout (other operations); on failure
+exit status 1 and ``{"error": ..., "kind": ...}`` on stderr.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import posixpath
+import secrets
+import shutil
+import stat
+import sys
+from collections.abc import Callable
+from typing import Any
+
+ROOT = "/workspace"
+CHUNK = 1 << 20
+DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class Refused(Exception):
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+def relative_parts(path: str) -> list[str]:
+    """The components of ``path`` below ROOT; refuses anything that leaves it."""
+    if "\x00" in path:
+        raise Refused("invalid", "the path contains a NUL byte")
+    absolute = posixpath.normpath(posixpath.join(ROOT, path))
+    if absolute != ROOT and not absolute.startswith(ROOT + "/"):
+        raise Refused("outside", f"{path!r} is outside the sandbox's {ROOT}")
+    return [part for part in absolute[len(ROOT) :].split("/") if part]
+
+
+def open_directory(parts: list[str], create: bool = False) -> int:
+    """A descriptor of ROOT/parts, opened one component at a time without following links."""
+    fd = os.open(ROOT, DIRECTORY_FLAGS)
+    try:
+        for index, part in enumerate(parts):
+            if create:
+                try:
+                    os.mkdir(part, 0o755, dir_fd=fd)
+                except FileExistsError:
+                    pass
+            try:
+                child = os.open(part, DIRECTORY_FLAGS, dir_fd=fd)
+            except OSError as exc:
+                shown = "/".join(parts[: index + 1])
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                    kind = "symlink" if is_link(fd, part) else "not_a_directory"
+                    raise Refused(kind, f"{shown!r} is a {kind.replace('_', ' ')}") from None
+                raise
+            os.close(fd)
+            fd = child
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def is_link(dir_fd: int, name: str) -> bool:
+    try:
+        return stat.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
+    except OSError:
+        return False
+
+
+def split(path: str) -> tuple[list[str], str]:
+    parts = relative_parts(path)
+    if not parts:
+        raise Refused("is_a_directory", f"{path!r} is the workspace itself, not a file")
+    return parts[:-1], parts[-1]
+
+
+def open_regular_file(path: str) -> tuple[int, os.stat_result]:
+    parents, name = split(path)
+    directory = open_directory(parents)
+    try:
+        try:
+            # O_NONBLOCK: opening a FIFO must not wait for a writer.
+            fd = os.open(
+                name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=directory
+            )
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise Refused("symlink", f"{path!r} is a symlink") from None
+            raise
+    finally:
+        os.close(directory)
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        kind = "is_a_directory" if stat.S_ISDIR(info.st_mode) else "not_regular"
+        raise Refused(kind, f"{path!r} is not a regular file")
+    os.set_blocking(fd, True)
+    return fd, info
+
+
+def display_path(parts: list[str]) -> str:
+    return posixpath.join(ROOT, *parts)
+
+
+def op_read(path: str) -> None:
+    fd, _ = open_regular_file(path)
+    with os.fdopen(fd, "rb") as source:
+        out = sys.stdout.buffer
+        while chunk := source.read(CHUNK):
+            out.write(chunk)
+        out.flush()
+
+
+def op_stat(path: str) -> dict[str, Any]:
+    fd, info = open_regular_file(path)
+    os.close(fd)
+    parents, name = split(path)
+    return {"path": display_path([*parents, name]), "size": info.st_size}
+
+
+def op_write(path: str) -> dict[str, Any]:
+    """Write stdin to path: into a temporary file, renamed over the target only when complete."""
+    parents, name = split(path)
+    directory = open_directory(parents, create=True)
+    temporary = f".{name}.partial-{secrets.token_hex(6)}"
+    size = 0
+    try:
+        fd = os.open(
+            temporary,
+            os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+            0o644,
+            dir_fd=directory,
+        )
+        try:
+            with os.fdopen(fd, "wb") as target:
+                source = sys.stdin.buffer
+                while chunk := source.read(CHUNK):
+                    target.write(chunk)
+                    size += len(chunk)
+            # A rename replaces a symlink planted at the target name; it never follows it.
+            os.rename(temporary, name, src_dir_fd=directory, dst_dir_fd=directory)
+        except BaseException:
+            try:
+                os.unlink(temporary, dir_fd=directory)
+            except OSError:
+                pass
+            raise
+    finally:
+        os.close(directory)
+    return {"path": display_path([*parents, name]), "size": size}
+
+
+def op_list(path: str) -> dict[str, Any]:
+    parts = relative_parts(path)
+    directory = open_directory(parts)
+    entries: list[dict[str, Any]] = []
+    try:
+        with os.scandir(directory) as scan:
+            for entry in scan:
+                info = entry.stat(follow_symlinks=False)
+                kind = (
+                    "directory"
+                    if stat.S_ISDIR(info.st_mode)
+                    else "file"
+                    if stat.S_ISREG(info.st_mode)
+                    else "symlink"
+                    if stat.S_ISLNK(info.st_mode)
+                    else "other"
+                )
+                entries.append(
+                    {
+                        "name": entry.name,
+                        "path": display_path([*parts, entry.name]),
+                        "type": kind,
+                        "size": info.st_size,
+                        "modified": info.st_mtime,
+                    }
+                )
+    finally:
+        os.close(directory)
+    entries.sort(key=lambda item: item["name"])
+    return {"path": display_path(parts), "entries": entries}
+
+
+def op_remove(path: str) -> dict[str, Any]:
+    parents, name = split(path)
+    directory = open_directory(parents)
+    try:
+        info = os.stat(name, dir_fd=directory, follow_symlinks=False)
+        if stat.S_ISDIR(info.st_mode):
+            child = os.open(name, DIRECTORY_FLAGS, dir_fd=directory)
+            os.close(child)
+            # rmtree on a path would re-resolve it; with dir_fd it walks by descriptor.
+            shutil.rmtree(name, dir_fd=directory)
+        else:
+            os.unlink(name, dir_fd=directory)  # a symlink itself, never its target
+    finally:
+        os.close(directory)
+    return {"path": display_path([*parents, name]), "removed": True}
+
+
+OPERATIONS: dict[str, Callable[[str], dict[str, Any] | None]] = {
+    "read": op_read,
+    "stat": op_stat,
+    "write": op_write,
+    "list": op_list,
+    "remove": op_remove,
+}
+ERRNO_KINDS = {
+    errno.ENOENT: "not_found",
+    errno.ENOSPC: "no_space",
+    errno.EDQUOT: "no_space",
+    errno.EACCES: "permission",
+    errno.EPERM: "permission",
+    errno.EISDIR: "is_a_directory",
+    errno.ENOTDIR: "not_a_directory",
+    errno.EROFS: "read_only",
+    errno.ENAMETOOLONG: "invalid",
+}
+
+
+def main(argv: list[str]) -> int:
+    operation, path = argv[1], argv[2]
+    try:
+        result = OPERATIONS[operation](path)
+    except Refused as exc:
+        failure = {"error": str(exc), "kind": exc.kind}
+    except OSError as exc:
+        failure = {
+            "error": f"{path!r}: {exc.strerror}",
+            "kind": ERRNO_KINDS.get(exc.errno or 0, "os_error"),
+        }
+    else:
+        if result is not None:
+            sys.stdout.write(json.dumps(result))
+        return 0
+    sys.stderr.write(json.dumps(failure))
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
