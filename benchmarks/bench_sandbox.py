@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import time
 from collections.abc import Awaitable, Callable
 from functools import partial
@@ -67,9 +68,35 @@ async def sandbox_figures(
     return start_times, execute_times, cleanup_times
 
 
+async def sandbox_io_figures(executes: int) -> dict[str, list[float]]:
+    """Costs beyond the kernel: the changed-files scan, file transfers, a package install."""
+    figures: dict[str, list[float]] = {}
+    payload = os.urandom(100 << 20)
+    async with SandboxClient() as client:
+        await client.execute_code(
+            "import os\nfor i in range(1000): open(f'f{i:04}.txt', 'w').write('x')"
+        )
+        figures["sandbox: execute_code('1+1'), 1,000 files"] = [
+            await timed(partial(client.execute_code, "1+1")) for _ in range(executes)
+        ]
+        figures["sandbox: upload_bytes 100 MiB"] = [
+            await timed(partial(client.upload_bytes, payload, "big.bin")) for _ in range(3)
+        ]
+        figures["sandbox: download_bytes 100 MiB"] = [
+            await timed(partial(client.download_bytes, "big.bin")) for _ in range(3)
+        ]
+        figures["sandbox: execute_shell('true')"] = [
+            await timed(partial(client.execute_shell, "true", [])) for _ in range(20)
+        ]
+        figures["sandbox: install_packages(tabulate)"] = [
+            await timed(partial(client.install_packages, ["tabulate"]))
+        ]
+    return figures
+
+
 def row(name: str, samples: list[float], baseline: list[float] | None = None) -> str:
     p50, p90 = percentile(samples, 0.5) * 1000, percentile(samples, 0.9) * 1000
-    line = f"{name:<34} p50 {p50:8.1f} ms   p90 {p90:8.1f} ms   n={len(samples)}"
+    line = f"{name:<44} p50 {p50:8.1f} ms   p90 {p90:8.1f} ms   n={len(samples)}"
     if baseline:
         line += f"   x{p50 / (percentile(baseline, 0.5) * 1000):.2f} of local"
     return line
@@ -92,6 +119,8 @@ async def main() -> None:
     print(row("local ipykernel: execute 1+1", local_execute))
     print(row("sandbox: execute_code('1+1')", sandbox_execute, local_execute))
     print(row("sandbox: cleanup()", sandbox_cleanup))
+    for name, samples in (await sandbox_io_figures(args.executes)).items():
+        print(row(name, samples))
 
 
 if __name__ == "__main__":
