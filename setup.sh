@@ -58,15 +58,27 @@ ensure_venv() {
         python3 -m venv .venv
     fi
     local stamp=.venv/.ai-computer-installed want
-    want=$(cat pyproject.toml kernelspec/ai-computer-sandbox/kernel.json | sha256sum | cut -d' ' -f1)
+    # What an install copies into .venv (besides the editable code): redo it when these change.
+    want=$(cat pyproject.toml ai_computer/kernelspec/ai-computer-sandbox/kernel.json \
+        jupyter_ext/jupyter-config/jupyter_server_config.d/ai_computer.json \
+        jupyter_ext/prebuilt/package.json | sha256sum | cut -d' ' -f1)
     if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
         say "installing ai-computer and its test dependencies into .venv"
         .venv/bin/python -m pip install -q --upgrade pip
         .venv/bin/python -m pip install -q -e '.[test]'
-        .venv/bin/jupyter kernelspec install --sys-prefix --replace kernelspec/ai-computer-sandbox >/dev/null
+        .venv/bin/ai-computer kernelspec install --sys-prefix >/dev/null
         echo "$want" >"$stamp"
     else
         say "ai-computer: installed in .venv"
+    fi
+}
+
+ensure_browser() {
+    # The JupyterLab end-to-end test drives Debian's chromium (Playwright's download is not used).
+    if command -v chromium >/dev/null; then
+        say "chromium: present"
+    else
+        apt_install chromium
     fi
 }
 
@@ -94,6 +106,7 @@ esac
 ensure_docker
 ensure_venv
 ensure_image
+if [ "$command" = test ]; then ensure_browser; fi
 
 case "$command" in
     run) exec .venv/bin/python examples/quickstart.py ;;

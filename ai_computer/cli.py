@@ -4,6 +4,13 @@ Commands come in groups, one subparser each, and every command names its handler
 
     ai-computer image build [--base auto|debian|python-slim] [--force]
     ai-computer image tag
+    ai-computer ps
+    ai-computer gc [--dry-run]
+    ai-computer kernelspec install [--sys-prefix | --user | --prefix P] [--name N]
+                                   [--display-name D] [--memory-limit M] [--cpu-limit C]
+    ai-computer kernelspec list
+    ai-computer run-notebook IN.ipynb [-o OUT.ipynb] [--memory-limit M] [--cpu-limit C]
+                             [--timeout SECONDS]
 
 To add a group, write an ``_add_<group>_commands(commands)`` function that registers its
 subparsers with ``set_defaults(handler=...)`` and list it in ``_COMMAND_GROUPS``.
@@ -14,12 +21,14 @@ A handler takes the parsed arguments and returns the exit status. A
 from __future__ import annotations
 
 import argparse
+import asyncio
 import functools
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from ai_computer import image
+from ai_computer import image, limits
 from ai_computer.errors import SandboxError
 
 _PROGRAM = "ai-computer"
@@ -68,7 +77,237 @@ def _image_tag(arguments: argparse.Namespace) -> int:
     return 0
 
 
-_COMMAND_GROUPS: tuple[Callable[[_Commands], None], ...] = (_add_image_commands,)
+def _limit_argument(parse: Callable[[str], object]) -> Callable[[str], str]:
+    """An argparse type that refuses a bad limit at parse time, with the allowed range."""
+
+    def check(value: str) -> str:
+        try:
+            parse(value)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from exc
+        return value
+
+    return check
+
+
+def _timeout_argument(value: str) -> float | None:
+    if value.lower() == "none":
+        return None
+    try:
+        return limits.parse_timeout(float(value))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"timeout {value!r} must be a positive number of seconds or 'none'"
+        ) from exc
+
+
+def _add_limit_arguments(parser: argparse.ArgumentParser, *, defaults: str) -> None:
+    parser.add_argument(
+        "--memory-limit",
+        type=_limit_argument(limits.parse_memory_limit),
+        help=f"memory limit, e.g. 1G (128M to 2G; {defaults} 512M)",
+    )
+    parser.add_argument(
+        "--cpu-limit",
+        type=_limit_argument(limits.parse_cpu_limit),
+        help=f"CPU limit in cores, fractions allowed (0.1 to 4; {defaults} 1)",
+    )
+    parser.add_argument("--image", help="sandbox image (default: the one `image build` makes)")
+
+
+def _add_kernelspec_commands(commands: _Commands) -> None:
+    group = commands.add_parser("kernelspec", help="install the sandbox as a Jupyter kernel")
+    kernelspec_commands = group.add_subparsers(
+        title="kernelspec commands", required=True, metavar="COMMAND"
+    )
+
+    install = kernelspec_commands.add_parser(
+        "install",
+        help="install the 'AI Computer Sandbox' kernelspec, or a variant with other limits",
+        description="Install the 'AI Computer Sandbox' kernelspec for JupyterLab, nbclient and "
+        "`jupyter execute`. With other limits it installs a variant under its own name, e.g. "
+        "'ai-computer-sandbox-2g-4cpu' shown as 'AI Computer Sandbox (2 GB, 4 CPUs)'. "
+        "An existing kernelspec of the same name is replaced.",
+    )
+    where = install.add_mutually_exclusive_group()
+    where.add_argument(
+        "--sys-prefix",
+        action="store_true",
+        help="into this Python environment, sys.prefix (the default: Jupyter loads the "
+        "sandbox's provisioner from the environment it runs in)",
+    )
+    where.add_argument("--user", action="store_true", help="into your user's Jupyter directory")
+    where.add_argument("--prefix", metavar="PREFIX", help="into PREFIX/share/jupyter/kernels")
+    install.add_argument("--name", help="kernel name (default: derived from the limits)")
+    install.add_argument("--display-name", help="name shown in the launcher (default: derived)")
+    _add_limit_arguments(install, defaults="the kernelspec's default")
+    install.set_defaults(handler=_kernelspec_install)
+
+    listing = kernelspec_commands.add_parser(
+        "list", help="list the installed sandbox kernelspecs and their limits"
+    )
+    listing.set_defaults(handler=_kernelspec_list)
+
+
+def _kernelspec_install(arguments: argparse.Namespace) -> int:
+    from ai_computer import kernelspec  # jupyter_client: imported only by commands that use it
+
+    try:
+        installed = kernelspec.install(
+            user=arguments.user,
+            prefix=arguments.prefix,
+            name=arguments.name,
+            display_name=arguments.display_name,
+            memory_limit=arguments.memory_limit,
+            cpu_limit=arguments.cpu_limit,
+            image=arguments.image,
+        )
+    except ValueError as exc:  # e.g. a kernel name Jupyter does not allow
+        print(f"{_PROGRAM}: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"installed kernelspec {installed.name!r} ({installed.display_name}) in {installed.path}")
+    if not installed.on_jupyter_path:
+        share = os.path.dirname(os.path.dirname(installed.path))
+        print(
+            f"note: Jupyter does not look in {share} by default: set JUPYTER_PATH={share}",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def _kernelspec_list(arguments: argparse.Namespace) -> int:
+    from ai_computer import kernelspec
+
+    for name, spec in kernelspec.installed_sandbox_kernelspecs().items():
+        config = spec.metadata["kernel_provisioner"].get("config", {})
+        memory = limits.format_size(limits.parse_memory_limit(config.get("memory_limit", "512M")))
+        cpus = limits.parse_cpu_limit(config.get("cpu_limit", limits.DEFAULT_CPU_LIMIT))
+        print(f"{name}\t{spec.display_name}\tmemory {memory}, CPUs {cpus:g}")
+    return 0
+
+
+def _add_notebook_commands(commands: _Commands) -> None:
+    run = commands.add_parser(
+        "run-notebook",
+        help="run a notebook in a fresh sandbox",
+        description="Run every code cell of a notebook in a new sandbox (removed afterwards), "
+        "stopping at the first failing cell: it is shown, and the exit status is 1.",
+    )
+    run.add_argument("notebook", metavar="IN.ipynb", help="the notebook to run")
+    run.add_argument(
+        "-o", "--output", metavar="OUT.ipynb", help="write the notebook with its outputs here"
+    )
+    _add_limit_arguments(run, defaults="default")
+    run.add_argument(
+        "--timeout",
+        type=_timeout_argument,
+        default=limits.DEFAULT_TIMEOUT,
+        help=f"time limit of each cell in seconds, or 'none' (default {limits.DEFAULT_TIMEOUT:g})",
+    )
+    run.set_defaults(handler=_run_notebook)
+
+
+def _run_notebook(arguments: argparse.Namespace) -> int:
+    from ai_computer import notebook  # nbclient: imported only by the command that uses it
+
+    path = arguments.notebook
+    try:
+        cells = notebook.read_notebook(path)
+    except (OSError, ValueError) as exc:  # nbformat's read errors are ValueErrors
+        print(f"{_PROGRAM}: error: cannot read notebook {path}: {exc}", file=sys.stderr)
+        return 1
+    run = asyncio.run(
+        notebook.run_notebook(
+            cells,
+            memory_limit=arguments.memory_limit or limits.DEFAULT_MEMORY_LIMIT,
+            cpu_limit=float(arguments.cpu_limit or limits.DEFAULT_CPU_LIMIT),
+            timeout=arguments.timeout,
+            image=arguments.image,
+        )
+    )
+    if arguments.output:  # also when a cell failed: its output shows why
+        notebook.write_notebook(run.notebook, arguments.output)
+    if run.success:
+        wrote = f"; wrote {arguments.output}" if arguments.output else ""
+        print(f"{path}: {run.cells_run} code cells ran in {run.duration:.1f} s{wrote}")
+        return 0
+    if run.failed_cell is not None:
+        number = run.failed_cell + 1
+        source = run.notebook.cells[run.failed_cell].source
+        print(f"--- cell {number} ---\n{source}\n---", file=sys.stderr)
+        if run.traceback:
+            print(run.traceback, file=sys.stderr)
+        print(f"{_PROGRAM}: error: {path}: cell {number} failed: {run.error}", file=sys.stderr)
+    else:
+        print(f"{_PROGRAM}: error: {path}: {run.error}", file=sys.stderr)
+    return 1
+
+
+def _add_sandbox_commands(commands: _Commands) -> None:
+    ps = commands.add_parser(
+        "ps",
+        help="list the sandboxes in the Docker engine, with their limits, age and owner",
+    )
+    ps.set_defaults(handler=_sandbox_ps)
+    gc = commands.add_parser(
+        "gc",
+        help="remove sandboxes whose owning process is gone, and orphaned runtime directories",
+        description="Remove the containers, volumes and runtime directories of sandboxes whose "
+        "owning process has exited (a crash, kill -9). Sandboxes of live processes, and of "
+        "processes this host cannot see, are never touched. The SDK also does this, in the "
+        "background, when a process starts its first sandbox.",
+    )
+    gc.add_argument("--dry-run", action="store_true", help="only list what would be removed")
+    gc.set_defaults(handler=_sandbox_gc)
+
+
+def _format_age(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+def _sandbox_ps(arguments: argparse.Namespace) -> int:
+    from ai_computer import sandboxes
+
+    rows = [("SANDBOX", "STATUS", "MEMORY", "CPUS", "DISK", "AGE", "OWNER")]
+    for info in sandboxes.list_sandboxes():
+        labels = info.labels
+        sizes = [labels.get(f"ai-computer.{name}-limit", "") for name in ("memory", "disk")]
+        memory, disk = (limits.format_size(int(v)) if v.isdigit() else "?" for v in sizes)
+        alive = {True: "running", False: "gone", None: "elsewhere"}[info.owner_alive]
+        owner = f"pid {info.owner_pid} ({alive})" if info.owner_pid else "?"
+        cpus = labels.get("ai-computer.cpu-limit", "?")
+        rows.append(
+            (info.sandbox_id, info.status, memory, cpus, disk, _format_age(info.age), owner)
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        print("  ".join(cells).rstrip())
+    return 0
+
+
+def _sandbox_gc(arguments: argparse.Namespace) -> int:
+    from ai_computer import sandboxes
+
+    removed = sandboxes.collect_garbage(dry_run=arguments.dry_run)
+    verb = "would remove" if arguments.dry_run else "removed"
+    for sandbox_id in removed:
+        print(f"{verb} {sandbox_id}")
+    print(f"{verb} {len(removed)} orphaned sandbox(es)")
+    return 0
+
+
+_COMMAND_GROUPS: tuple[Callable[[_Commands], None], ...] = (
+    _add_image_commands,
+    _add_kernelspec_commands,
+    _add_notebook_commands,
+    _add_sandbox_commands,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -21,12 +21,18 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
-import zmq
 from jupyter_client.asynchronous.client import AsyncKernelClient
-from jupyter_client.kernelspec import KernelSpec
-from jupyter_client.manager import AsyncKernelManager
 
 from . import limits
+from .channels import (
+    KernelProtocolError,
+    MessageQueue,
+    configure_context,
+    disconnected,
+    parent_id,
+    rate_limited,
+    receive,
+)
 from .container_exec import ExecResult, run_in_container
 from .engine import docker_client
 from .errors import SandboxError, SandboxStartError, SandboxStateError
@@ -34,17 +40,26 @@ from .execution import ExecutionRecord
 from .files import FileSystem, sandbox_path
 from .image import engine_architecture
 from .kernel_startup import CHANGED_FILES_EXPRESSION, kernel_arguments
+from .kernelspec import SandboxKernelManager, sandbox_kernel_spec
 from .models import FileOperationResponse, SandboxResponse, StreamEvent
 from .packages import PackageError, check_specifiers, stage_packages, tar_chunks, unpack_argv
-from .provisioner import DEFAULT_KERNEL_ARGV, ContainerExit, DockerSandboxProvisioner
-from .sandboxes import container_logs, remove_sandbox
+from .provisioner import ContainerExit, DockerSandboxProvisioner
+from .sandboxes import collect_garbage_in_background, container_logs, remove_sandbox
 from .shell import Shell
 
 log = logging.getLogger(__name__)
 
-PROVISIONER_NAME = "ai-computer-docker"
 _QUEUE_SIZE = 10_000  # IOPub messages buffered for a slow reader; the kernel drops past its own HWM
+_QUEUE_HEADROOM = 16 * limits.MIB  # bytes queued for a slow reader beyond the output cap
+_EXIT_REPORT_DELAY = 3.0  # a container's exit is known well within this after its sockets close
 _READY_PROBE_INTERVAL = 0.05
+
+
+class _Broken:
+    """Queued when the sandbox broke the protocol: ends the execution being followed."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
 
 
 class _State(enum.Enum):
@@ -52,30 +67,6 @@ class _State(enum.Enum):
     STARTING = "starting"
     READY = "ready"
     CLOSED = "closed"
-
-
-class _SandboxKernelManager(AsyncKernelManager):
-    """A kernel manager whose kernelspec is built in memory rather than installed on disk."""
-
-    def __init__(self, spec: KernelSpec, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._kernel_spec = spec
-
-
-def sandbox_kernel_spec(provisioner_config: dict[str, Any]) -> KernelSpec:
-    """The kernelspec of a sandbox kernel with the given provisioner configuration."""
-    return KernelSpec(
-        argv=list(DEFAULT_KERNEL_ARGV),
-        display_name="AI Computer Sandbox",
-        language="python",
-        interrupt_mode="signal",
-        metadata={
-            "kernel_provisioner": {
-                "provisioner_name": PROVISIONER_NAME,
-                "config": provisioner_config,
-            }
-        },
-    )
 
 
 def describe_exit(ended: ContainerExit, memory_limit: int) -> str:
@@ -112,8 +103,10 @@ class SandboxClient:
         environment: dict[str, str] | None = None,
         startup_timeout: float = 60.0,
         interrupt_grace: float = 3.0,
+        disk_limit: str | int = limits.DEFAULT_DISK_LIMIT,
     ) -> None:
         self.memory_limit = limits.parse_memory_limit(memory_limit)
+        self.disk_limit = limits.parse_disk_limit(disk_limit)
         self.cpu_limit = limits.parse_cpu_limit(cpu_limit)
         self.timeout = limits.parse_timeout(timeout)
         self.output_limit = limits.parse_size(output_limit, name="output_limit")
@@ -124,18 +117,20 @@ class SandboxClient:
             "cpu_limit": self.cpu_limit,
             "pids_limit": pids_limit,
             "environment": dict(environment or {}),
+            "disk_limit": self.disk_limit,
         }
         if image is not None:
             self._provisioner_config["image"] = image
         self.sandbox_id = str(uuid.uuid4())
         self._state = _State.NEW
-        self._km: _SandboxKernelManager | None = None
+        self._km: SandboxKernelManager | None = None
         self._kc: AsyncKernelClient | None = None
-        self._events: asyncio.Queue[dict[str, Any] | ContainerExit] = asyncio.Queue(_QUEUE_SIZE)
+        self._events = MessageQueue(self.output_limit + _QUEUE_HEADROOM, _QUEUE_SIZE)
         self._tasks: list[asyncio.Task[None]] = []
         self._exit_watcher: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self._broken: str | None = None
+        self._warn_tampering = rate_limited(log.warning)
         self.fs = FileSystem(self._exec)
         """File operations confined to /workspace."""
         self.shell = Shell(self._exec, self.timeout, self.output_limit)
@@ -232,13 +227,10 @@ class SandboxClient:
 
     async def _start(self) -> None:
         spec = sandbox_kernel_spec(self._provisioner_config)
-        self._km = _SandboxKernelManager(spec)
-        # Reconnect quickly to the kernel's sockets when they appear (ZMQ's default is 100 ms).
-        self._km.context.setsockopt(zmq.RECONNECT_IVL, 10)
+        collect_garbage_in_background()  # sandboxes left by crashed processes (once per process)
+        self._km = SandboxKernelManager(spec)
         await self._km.start_kernel(kernel_id=self.sandbox_id, extra_arguments=kernel_arguments())
-        self._kc = self._km.client()
-        self._kc.start_channels(hb=False, stdin=False)
-        self._tasks.append(asyncio.create_task(self._pump_iopub()))
+        self._connect()
         self._watch_exit()
         await self._wait_for_kernel(self.startup_timeout)
 
@@ -270,19 +262,69 @@ class SandboxClient:
     # -- kernel plumbing ---------------------------------------------------------------------
 
     async def _pump_iopub(self) -> None:
-        """Move IOPub messages into the event queue (one reader, so nothing is read twice)."""
+        """Move IOPub messages into the event queue (one reader, so nothing is read twice).
+
+        It never waits for the reader (the queue drops what does not fit), so the kernel's
+        socket is always drained. Once the sandbox broke the protocol, nothing more is queued.
+        """
         assert self._kc is not None
+        channel = self._kc.iopub_channel
         while True:
             try:
-                msg = await self._kc.get_iopub_msg()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # a malformed or forged message: drop it, keep reading
-                log.warning(
-                    "dropped an unreadable message from sandbox %s: %s", self.sandbox_id, exc
-                )
+                msg, size = await receive(channel)
+            except KernelProtocolError as exc:
+                self._mark_broken(f"it sent {exc}")
                 continue
-            await self._events.put(msg)
+            if self._broken is None:
+                self._events.put_message(msg, size)
+
+    def _mark_broken(self, reason: str) -> None:
+        """The sandbox tampered with its kernel's messages: stop trusting it until restart()."""
+        self._warn_tampering(f"sandbox {self.sandbox_id}: {reason}")
+        if self._broken is None:
+            self._broken = reason
+            self._events.put(_Broken(reason))
+
+    async def _reconnect(self) -> None:
+        """New client sockets and an empty queue: nothing of a tampered channel survives."""
+        assert self._km is not None
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(BaseException):
+                await task
+        if self._kc is not None:
+            self._kc.stop_channels()
+        self._events.clear()
+        self._tasks = []
+        self._connect()
+
+    def _connect(self) -> None:
+        """Open the client's channels, with bounded sockets (see channels.py)."""
+        assert self._km is not None
+        self._kc = self._km.client()
+        configure_context(self._kc.context, self.output_limit)  # before any socket is made
+        self._kc.start_channels(hb=False, stdin=False)
+        self._tasks.append(asyncio.create_task(self._pump_iopub()))
+        self._tasks.append(asyncio.create_task(self._watch_connections()))
+
+    async def _watch_connections(self) -> None:
+        """A connection cut while the kernel's container runs means the sandbox sent something
+        the client refused (a message over the size cap): the sandbox is then broken."""
+        assert self._kc is not None
+        kc = self._kc
+        channels = (kc.iopub_channel, kc.shell_channel)
+        watches = [asyncio.ensure_future(disconnected(channel)) for channel in channels]
+        try:
+            await asyncio.wait(watches, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for watch in watches:
+                watch.cancel()
+        with contextlib.suppress(TimeoutError):
+            # A dying kernel cuts its connections too: that is reported by the exit watcher.
+            await asyncio.wait_for(self._provisioner.exited(), _EXIT_REPORT_DELAY)
+            return
+        self._mark_broken("its kernel's connection was cut (a message over the size limit?)")
 
     def _watch_exit(self) -> None:
         """Post the current container's exit into the event queue when it happens."""
@@ -290,7 +332,7 @@ class SandboxClient:
 
         async def watch() -> None:
             ended = await provisioner.exited()
-            await self._events.put(ended)
+            self._events.put(ended)
 
         if self._exit_watcher is not None:
             self._exit_watcher.cancel()
@@ -307,7 +349,7 @@ class SandboxClient:
         try:
             async with asyncio.timeout(timeout):
                 while True:  # shell: the first request is queued by ZMQ until the socket connects
-                    shell_reply = asyncio.ensure_future(kc.get_shell_msg())
+                    shell_reply = asyncio.ensure_future(receive(kc.shell_channel))
                     exit_wait = asyncio.ensure_future(self._provisioner.exited())
                     try:
                         done, _ = await asyncio.wait(
@@ -320,8 +362,8 @@ class SandboxClient:
                         await self._raise_start_failure(
                             describe_exit(exit_wait.result(), self.memory_limit)
                         )
-                    reply = shell_reply.result()
-                    if reply["parent_header"].get("msg_id") in request_ids:
+                    reply, _ = shell_reply.result()
+                    if parent_id(reply) in request_ids:
                         break
                 while True:  # iopub: subscriptions take effect a moment after connecting
                     request_ids.add(kc.kernel_info())
@@ -335,13 +377,15 @@ class SandboxClient:
             async with asyncio.timeout(_READY_PROBE_INTERVAL):
                 while True:
                     item = await self._events.get()
+                    if isinstance(item, _Broken):
+                        await self._raise_start_failure(f"the kernel {item.reason}")
                     if isinstance(item, ContainerExit):
                         if self._is_current(item):
                             await self._raise_start_failure(describe_exit(item, self.memory_limit))
                         continue
                     if item.get("msg_type") == "iopub_welcome":
                         return True
-                    if item.get("parent_header", {}).get("msg_id") in request_ids:
+                    if parent_id(item) in request_ids:
                         return True
         return False
 
@@ -390,6 +434,7 @@ class SandboxClient:
                 code, allow_stdin=False, user_expressions={"files": CHANGED_FILES_EXPRESSION}
             )
             deadline = None if limit is None else loop.time() + limit
+            self._events.current = msg_id
             async for event in self._follow(msg_id, record, deadline):
                 yield event
             if record.finished:
@@ -410,6 +455,14 @@ class SandboxClient:
                 async with asyncio.timeout_at(deadline):
                     item = await self._events.get()
             except TimeoutError:
+                return
+            for event in record.drop(self._events.take_dropped()):
+                yield event
+            if isinstance(item, _Broken):
+                for event in record.fail(
+                    f"the sandbox is broken: {item.reason}; call restart() or cleanup()"
+                ):
+                    yield event
                 return
             if isinstance(item, ContainerExit):
                 if self._is_current(item):
@@ -462,11 +515,20 @@ class SandboxClient:
         assert self._km is not None
         try:
             await self._km.restart_kernel(now=True)
+            # New sockets: libzmq does not reconnect a connection it cut, and nothing queued
+            # for the old kernel (or forged by it) may reach the new one's callers.
+            await self._reconnect()
+            self._broken = None  # a new kernel, new connections: nothing of the old one remains
             self._watch_exit()
             await self._wait_for_kernel(self.startup_timeout)
         except Exception as exc:
             self._broken = f"the kernel could not be restarted: {exc}"
             return self._broken
+        if self._provisioner.workspace_reset:
+            return (
+                "restarted (variables lost; /workspace was emptied: its volume was unmounted, "
+                "e.g. by a restart of the Docker engine)"
+            )
         return "restarted (variables lost, files in /workspace kept)"
 
     async def _collect_reply(self, msg_id: str, record: ExecutionRecord) -> None:
@@ -475,8 +537,12 @@ class SandboxClient:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self.interrupt_grace):
                 while True:
-                    reply = await self._kc.get_shell_msg()
-                    if reply.get("parent_header", {}).get("msg_id") == msg_id:
+                    try:
+                        reply, _ = await receive(self._kc.shell_channel)
+                    except KernelProtocolError as exc:
+                        self._mark_broken(f"it sent {exc}")
+                        return
+                    if parent_id(reply) == msg_id:
                         record.apply_reply(reply.get("content"))
                         return
 
@@ -493,15 +559,17 @@ class SandboxClient:
         await self._km_interrupt()
 
     async def restart(self) -> SandboxResponse:
-        """Restart the kernel: variables are lost, files in /workspace are kept."""
+        """Restart the kernel: variables are lost, files in /workspace are kept.
+
+        Also the way back from a broken sandbox. ``data["message"]`` says what was kept.
+        """
         if self._state is not _State.READY:
             self._require_ready()
         async with self._lock:
-            self._broken = None
             message = await self._restart_kernel()
         if self._broken is not None:
             return SandboxResponse(success=False, error=message)
-        return SandboxResponse(success=True, data=self._describe())
+        return SandboxResponse(success=True, data={**self._describe(), "message": message})
 
     # -- files, shell, packages --------------------------------------------------------------
 

@@ -142,7 +142,8 @@ class ExecutionRecord:
                 else []
             )
             self.error = {"ename": ename, "evalue": evalue, "traceback": lines}
-            self.failure = f"{ename}: {evalue}" if evalue else ename
+            # A forged error may name nothing: the failure must still say something.
+            self.failure = (f"{ename}: {evalue}" if evalue else ename) or "an unnamed error"
             return [StreamEvent("error", self.failure)]
         if msg_type == "status" and content.get("execution_state") == "idle":
             self.finished = True
@@ -158,6 +159,14 @@ class ExecutionRecord:
         files = expressions.get("files") if isinstance(expressions, dict) else None
         if isinstance(files, dict) and files.get("status") == "ok":
             self.files = _changed_files(_bundle(files).get("text/plain"))
+
+    def drop(self, size: int) -> list[StreamEvent]:
+        """Count output the client dropped before it reached this record (no room to queue it)."""
+        if size <= 0:
+            return []
+        was_truncated = self.truncated
+        self.dropped_bytes += size
+        return self._truncation_events(not was_truncated)
 
     def fail(self, message: str) -> list[StreamEvent]:
         """The execution ended badly for a reason outside the code (timeout, kernel death)."""

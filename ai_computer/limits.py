@@ -24,6 +24,10 @@ MAX_CPU_LIMIT = 4.0
 DEFAULT_TIMEOUT = 300.0
 DEFAULT_OUTPUT_LIMIT = 10 * MIB
 
+DEFAULT_DISK_LIMIT = 256 * MIB
+MIN_DISK_LIMIT = 16 * MIB
+MAX_DISK_LIMIT = 2 * GIB
+
 _UNITS = {"": 1, "b": 1, "k": KIB, "m": MIB, "g": GIB}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]?)(?:i?b)?\s*$", re.IGNORECASE)
 
@@ -69,6 +73,17 @@ def parse_memory_limit(value: str | int) -> int:
         raise ValueError(
             f"memory_limit {value!r} {relation} {format_size(bound)} "
             f"(allowed: {format_size(MIN_MEMORY_LIMIT)} to {format_size(MAX_MEMORY_LIMIT)})"
+        )
+    return size
+
+
+def parse_disk_limit(value: str | int) -> int:
+    """Validate the size of /workspace (and of /opt/packages); return bytes within [16M, 2G]."""
+    size = parse_size(value, name="disk_limit")
+    if not MIN_DISK_LIMIT <= size <= MAX_DISK_LIMIT:
+        raise ValueError(
+            f"disk_limit {value!r} is out of range "
+            f"(allowed: {format_size(MIN_DISK_LIMIT)} to {format_size(MAX_DISK_LIMIT)})"
         )
     return size
 

@@ -2,9 +2,20 @@
 resource-limited, hardened Docker container.
 
 The kernel talks ZMQ over ``ipc://`` sockets in a per-kernel runtime directory that is
-bind-mounted into the container, so the container needs no network at all. The workspace
-(``/workspace``) is a Docker volume: it outlives kernel restarts (each launch is a new
-container) and is removed with the sandbox.
+bind-mounted into the container, so the container needs no network at all. Once the kernel has
+bound its sockets the directory is closed to the sandbox (mode 0711, owned by the host user), so
+code inside can neither replace the sockets nor write files to the host's disk through it.
+
+The workspace (``/workspace``) and the packages directory are size-limited tmpfs volumes: writes
+past ``disk_limit`` fail with ENOSPC, and the host's disk is never written. A small "holder"
+container keeps them mounted between kernel containers, so they outlive kernel restarts (each
+launch is a new container); they are removed with the sandbox. Their pages count against the
+sandbox's memory limit (see SECURITY.md).
+
+Only the traits below can be configured: any other kernelspec config key (``privileged``,
+``cap_add``, ``devices``, ``volumes``, ...) is refused, so isolation cannot be weakened by
+configuration. Code that really needs a weaker sandbox must subclass and override
+``container_config``.
 
 Every object created here carries the label ``ai-computer.sandbox=<kernel id>`` so that it can
 always be found again (``ai-computer gc``), whatever happened to the process that made it.
@@ -18,8 +29,11 @@ import asyncio
 import json
 import math
 import os
+import shutil
 import signal
+import stat
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -37,7 +51,7 @@ from traitlets import Dict, Float, Int, TraitError, Unicode, Union, default, val
 from . import limits
 from .engine import docker_client, remove_quietly
 from .errors import ImageNotFoundError, SandboxError, SandboxStartError
-from .sandboxes import SANDBOX_LABEL, default_runtime_root, remove_sandbox
+from .sandboxes import ROLE_LABEL, SANDBOX_LABEL, default_runtime_root, owner_labels, remove_sandbox
 
 CONTAINER_RUNTIME_DIR = "/run/ai-computer"
 CONTAINER_WORKSPACE = "/workspace"
@@ -48,8 +62,75 @@ DEFAULT_KERNEL_ARGV = ["python", "-m", "ipykernel_launcher", "-f", "{connection_
 
 # Ports of an ipc:// transport are file-name suffixes: fixed ones are fine in a private directory.
 _IPC_PORTS = {"shell_port": 1, "iopub_port": 2, "stdin_port": 3, "control_port": 4, "hb_port": 5}
-# The kernel gets a small, explicit environment; nothing from the host's leaks in.
-_KERNEL_ARGS = ["--HistoryManager.enabled=False"]
+# Largest stream message the kernel sends, in characters. ipykernel sends everything written in
+# one 0.2 s flush interval as one message (a single print of 100 MB would be one 100 MB message,
+# after a 400 MB copy in its buffer); the client refuses messages past its size cap. So long
+# writes go out in pieces, each flushed before the next is buffered.
+STREAM_CHUNK = 1024 * 1024
+# Stream output the kernel sends per execution. Past it, output is dropped in the kernel: a client
+# keeps only its output_limit anyway, and a flood sent faster than the client reads would pile up
+# in the kernel's socket queue and kill it for memory.
+KERNEL_OUTPUT_LIMIT = 32 * 1024 * 1024
+_TRUNCATED = f"\n[output truncated by the sandbox: more than {KERNEL_OUTPUT_LIMIT >> 20}M]\n"
+# Lone surrogates (print('\ud800')) cannot be encoded: left in, they make the whole flush fail
+# and silently lose everything written with them. They become U+FFFD instead.
+_CHUNKED_STREAMS = f"""
+from ipykernel.iostream import OutStream
+flush_buffers, write = OutStream._flush_buffers, OutStream.write
+state = {{'msg_id': None, 'size': 0, 'pending': 0}}
+def chunked_flush(self):
+    for parent, data in flush_buffers(self):
+        for start in range(0, len(data), {STREAM_CHUNK}):
+            chunk = data[start:start + {STREAM_CHUNK}]
+            yield parent, chunk.encode('utf-16', 'surrogatepass').decode('utf-16', 'replace')
+def chunked_write(self, string):
+    if not isinstance(string, str):
+        return write(self, string)
+    length = len(string)
+    msg_id = self.parent_header.get('msg_id')
+    if msg_id != state['msg_id']:
+        state.update(msg_id=msg_id, size=0, pending=0)
+    room = {KERNEL_OUTPUT_LIMIT} - state['size']
+    if room <= 0:
+        return length
+    if length > room:
+        string = string[:room] + {_TRUNCATED!r}
+    state['size'] += len(string)
+    for start in range(0, len(string), {STREAM_CHUNK}):
+        piece = string[start:start + {STREAM_CHUNK}]
+        write(self, piece)
+        state['pending'] += len(piece)
+        if state['pending'] >= {STREAM_CHUNK}:
+            state['pending'] = 0
+            self.flush()
+    return length
+class Write:
+    # A data descriptor: IPython 9 replaces sys.stdout.write in every cell with a wrapper that
+    # keeps all output in memory, forever; that assignment is ignored here.
+    def __get__(self, stream, owner=None):
+        return chunked_write if stream is None else chunked_write.__get__(stream, owner)
+    def __set__(self, stream, value):
+        pass
+class NoOutputs(dict):
+    # IPython 9 also keeps every cell's outputs in history_manager.outputs: keep none.
+    def __contains__(self, key):
+        return False
+    def __getitem__(self, key):
+        return []
+OutStream._flush_buffers, OutStream.write = chunked_flush, Write()
+from IPython import get_ipython
+get_ipython().history_manager.outputs = NoOutputs()
+"""
+# The kernel gets a small, explicit environment; nothing from the host's leaks in. The start-up
+# line runs in a namespace of its own, so nothing appears among the user's variables.
+_KERNEL_ARGS = [
+    "--HistoryManager.enabled=False",
+    f"--IPKernelApp.exec_lines=exec({_CHUNKED_STREAMS!r}, {{}})",
+]
+# The kernel binds its sockets within this time of its container starting, or it is a failure.
+_BIND_TIMEOUT = 60.0
+# Keyword arguments jupyter_client passes to every provisioner, besides the configured traits.
+_FACTORY_KEYWORDS = {"kernel_id", "kernel_spec", "parent", "config", "log", "connection_info"}
 
 T = TypeVar("T")
 
@@ -79,17 +160,35 @@ class ContainerExit:
         return None
 
 
-def _private_directory(path: Path) -> None:
-    """Create ``path`` as a 0700 directory owned by us, refusing one that someone else planted."""
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+def _private_directory(path: Path, *, check_mode: bool = True) -> None:
+    """Create ``path`` as a 0700 directory owned by us, refusing one that someone else planted.
+
+    An existing directory open to others is refused rather than changed: a mistaken
+    ``runtime_root`` (``/usr``, say) must never have its permissions altered.
+    """
+    try:
+        path.mkdir(mode=0o700, parents=True)
+    except FileExistsError:
+        pass
     info = path.lstat()
-    if path.is_symlink() or info.st_uid != os.getuid():
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
         raise SandboxStartError(
             f"runtime directory {path} is not a directory owned by uid {os.getuid()}; "
             "remove it or set DockerSandboxProvisioner.runtime_root"
         )
-    if info.st_mode & 0o077:
-        path.chmod(0o700)
+    if check_mode and info.st_mode & 0o022:
+        raise SandboxStartError(
+            f"runtime directory {path} is writable by other users (mode "
+            f"{stat.S_IMODE(info.st_mode):o}); remove it or set "
+            "DockerSandboxProvisioner.runtime_root"
+        )
+
+
+def _is_socket(path: Path) -> bool:
+    try:
+        return stat.S_ISSOCK(path.lstat().st_mode)
+    except OSError:
+        return False
 
 
 class DockerSandboxProvisioner(KernelProvisionerBase):
@@ -116,6 +215,12 @@ class DockerSandboxProvisioner(KernelProvisionerBase):
     tmp_size = Unicode(
         "64M", help="Size of the writable /tmp and home tmpfs (each; counted against memory)."
     ).tag(config=True)
+    disk_limit = Union(
+        [Int(), Unicode()],
+        default_value=limits.DEFAULT_DISK_LIMIT,
+        help="Size of /workspace and of /opt/packages (each; 16M to 2G). They are tmpfs volumes: "
+        "writes past the size fail with ENOSPC, and their files count against memory_limit.",
+    ).tag(config=True)
     environment = Dict(
         value_trait=Unicode(),
         help="Environment variables for the kernel. Nothing from the host's environment is passed.",
@@ -123,9 +228,10 @@ class DockerSandboxProvisioner(KernelProvisionerBase):
     runtime_root = Unicode(
         help="Host directory holding one runtime directory (connection file, sockets) per sandbox."
     ).tag(config=True)
-    sandbox_user = Unicode("1000:1000", help="uid:gid the kernel runs as (never root).").tag(
-        config=True
-    )
+    sandbox_user = Unicode(
+        help="uid:gid the kernel runs as: never root, never the uid of this process "
+        "(default 1000:1000, or 1001:1001 when this process runs as uid 1000)."
+    ).tag(config=True)
     log_max_size = Unicode("1m", help="Largest size of the container's log.").tag(config=True)
     stop_timeout = Float(5.0, help="Seconds the kernel is given to exit before it is killed.").tag(
         config=True
@@ -140,6 +246,12 @@ class DockerSandboxProvisioner(KernelProvisionerBase):
     @default("runtime_root")
     def _default_runtime_root(self) -> str:
         return default_runtime_root()
+
+    @default("sandbox_user")
+    def _default_sandbox_user(self) -> str:
+        # The runtime directory is closed to the sandbox by ownership: the sandbox's uid must
+        # differ from ours, or code inside could open it again.
+        return "1001:1001" if os.getuid() == 1000 else "1000:1000"
 
     @validate("memory_limit")
     def _validate_memory_limit(self, proposal: dict[str, Any]) -> int:
@@ -156,12 +268,43 @@ class DockerSandboxProvisioner(KernelProvisionerBase):
             raise TraitError(f"pids_limit {value} is out of range (allowed: 32 to 4096)")
         return value
 
+    @validate("disk_limit")
+    def _validate_disk_limit(self, proposal: dict[str, Any]) -> int:
+        return self._checked(limits.parse_disk_limit, proposal["value"])
+
+    @validate("tmp_size")
+    def _validate_tmp_size(self, proposal: dict[str, Any]) -> str:
+        size = self._checked(partial(limits.parse_size, name="tmp_size"), proposal["value"])
+        if size > limits.MAX_MEMORY_LIMIT:
+            raise TraitError(f"tmp_size {proposal['value']!r} exceeds the maximum of 2G")
+        return str(proposal["value"])
+
+    @validate("log_max_size")
+    def _validate_log_max_size(self, proposal: dict[str, Any]) -> str:
+        value = str(proposal["value"])
+        size = self._checked(partial(limits.parse_size, name="log_max_size"), value)
+        if size > 64 * limits.MIB:
+            raise TraitError(f"log_max_size {value!r} exceeds the maximum of 64M")
+        return value
+
+    @validate("runtime_root")
+    def _validate_runtime_root(self, proposal: dict[str, Any]) -> str:
+        value = str(proposal["value"])
+        if not os.path.isabs(value):
+            raise TraitError(f"runtime_root {value!r} must be an absolute path")
+        return value
+
     @validate("sandbox_user")
     def _validate_sandbox_user(self, proposal: dict[str, Any]) -> str:
         value = str(proposal["value"])
         uid, _, gid = value.partition(":")
         if not (uid.isdigit() and gid.isdigit()) or int(uid) == 0 or int(gid) == 0:
             raise TraitError(f"sandbox_user {value!r} must be 'uid:gid' with non-zero numbers")
+        if int(uid) == os.getuid():
+            raise TraitError(
+                f"sandbox_user {value!r} has the uid of this process ({os.getuid()}): code in "
+                "the sandbox could then reopen its runtime directory; choose another uid"
+            )
         return value
 
     @staticmethod
@@ -174,7 +317,19 @@ class DockerSandboxProvisioner(KernelProvisionerBase):
     # -- state -------------------------------------------------------------------------------
 
     def __init__(self, **kwargs: Any) -> None:
+        unknown = sorted(set(kwargs) - set(self.class_trait_names()) - _FACTORY_KEYWORDS)
+        if unknown:
+            allowed = ", ".join(sorted(self.class_trait_names(config=True)))
+            raise TraitError(
+                f"unknown sandbox configuration {', '.join(map(repr, unknown))} (kernelspec "
+                "metadata.kernel_provisioner.config): options that weaken isolation (privileged, "
+                f"capabilities, host namespaces, devices, host mounts) are not supported; allowed: "
+                f"{allowed}"
+            )
         super().__init__(**kwargs)
+        self.workspace_reset = False
+        """True when the last launch found the workspace unmounted (so emptied), e.g. because
+        the Docker engine restarted."""
         self._container_id: str | None = None
         self._launched = False
         self._exit_future: asyncio.Future[ContainerExit] | None = None
@@ -200,6 +355,11 @@ class DockerSandboxProvisioner(KernelProvisionerBase):
     def packages_volume_name(self) -> str:
         """Name of the Docker volume holding the packages installed in this sandbox."""
         return f"ai-computer-{self.sandbox_id}-packages"
+
+    @property
+    def holder_name(self) -> str:
+        """Name of the container that keeps this sandbox's tmpfs volumes mounted."""
+        return f"ai-computer-{self.sandbox_id}-holder"
 
     @property
     def container_id(self) -> str | None:
@@ -233,9 +393,16 @@ class DockerSandboxProvisioner(KernelProvisionerBase):
     def _prepare_runtime_dir(self) -> None:
         root = Path(self.runtime_root)
         _private_directory(root)
-        self.runtime_dir.mkdir(exist_ok=True)
-        # The kernel (a non-root uid in the container) creates its sockets here; the 0700 parent
-        # keeps other host users out.
+        # Inside our private root; open to the sandbox while a kernel starts (below).
+        _private_directory(self.runtime_dir, check_mode=False)
+        # Stale sockets of an earlier kernel would look like the new kernel's (see _await_bind).
+        for entry in list(self.runtime_dir.iterdir()):
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+        # The kernel (another uid, in the container) creates its sockets here; the 0700 parent
+        # keeps other host users out, and _close_runtime_dir shuts the sandbox out once they exist.
         self.runtime_dir.chmod(0o777)
         if not self.connection_info:
             key = getattr(getattr(self.parent, "session", None), "key", None) or new_id_bytes()
@@ -257,18 +424,60 @@ class DockerSandboxProvisioner(KernelProvisionerBase):
         path.chmod(0o644)
 
     async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> KernelConnectionInfo:
-        """Create and start the kernel's container; return the host-side connection info."""
-        self._container_id = await run_blocking(self._create_and_start, cmd)
+        """Create and start the kernel's container; return the host-side connection info once
+        the kernel has bound its sockets (or has exited: the caller's handshake reports that)."""
+        await run_blocking(self._ensure_volumes)
+        # The holder starts alongside the kernel's container: no time is added to a start.
+        started, holder = await asyncio.gather(
+            run_blocking(self._create_and_start, cmd),
+            run_blocking(self._ensure_holder),
+            return_exceptions=True,
+        )
+        if isinstance(started, BaseException) or isinstance(holder, BaseException):
+            if isinstance(started, str):
+                await run_blocking(self._remove, started, False)
+            raise started if isinstance(started, BaseException) else holder  # type: ignore[misc]
+        container_id, self._container_id, self.workspace_reset = started, started, holder
         self._launched = True
         loop = asyncio.get_running_loop()
         self._exit_future = loop.create_future()
         threading.Thread(
             target=self._watch_exit,
-            args=(self._container_id, loop, self._exit_future),
-            name=f"ai-computer-wait-{self._container_id[:12]}",
+            args=(container_id, loop, self._exit_future),
+            name=f"ai-computer-wait-{container_id[:12]}",
             daemon=True,
         ).start()
+        await self._await_bind()
         return self.connection_info
+
+    def _socket_paths(self) -> list[Path]:
+        base = self.runtime_dir / "kernel"
+        return [Path(f"{base}-{port}") for port in _IPC_PORTS.values()]
+
+    async def _await_bind(self) -> None:
+        """Wait until the kernel's five sockets exist, then close the runtime directory.
+
+        Only ipykernel's own start-up code runs before this: no user code has been sent yet.
+        There is no event for "a socket file appeared" short of inotify, hence the short polls.
+        """
+        assert self._exit_future is not None
+        deadline = time.monotonic() + _BIND_TIMEOUT
+        while not all(_is_socket(path) for path in self._socket_paths()):
+            if self._exit_future.done():
+                return
+            if time.monotonic() > deadline:
+                await self.kill()
+                raise SandboxStartError(
+                    f"the sandbox kernel did not create its sockets within {_BIND_TIMEOUT:g} s"
+                )
+            await asyncio.sleep(0.005)
+        await run_blocking(self._close_runtime_dir)
+
+    def _close_runtime_dir(self) -> None:
+        # Search permission only: the sockets and the connection file (which ipykernel reads
+        # again after binding) stay reachable, but code in the sandbox can no longer list,
+        # delete, rename, replace or add anything here.
+        self.runtime_dir.chmod(0o711)
 
     def container_config(self, cmd: list[str]) -> dict[str, Any]:
         """The keyword arguments of ``containers.create``: limits and hardening in one place."""
@@ -287,7 +496,10 @@ class DockerSandboxProvisioner(KernelProvisionerBase):
             **(dict(self.kernel_spec.env) if self.kernel_spec else {}),
             **self.environment,
         }
-        tmpfs_options = f"rw,nosuid,nodev,size={limits.parse_size(self.tmp_size, name='tmp_size')}"
+        uid, _, gid = self.sandbox_user.partition(":")
+        tmp_size = limits.parse_size(self.tmp_size, name="tmp_size")
+        tmpfs_options = f"rw,nosuid,nodev,size={tmp_size}"
+        home_options = f"{tmpfs_options},uid={uid},gid={gid},mode=0700"
         # Sockets must be connectable by the host user, whoever it is: hence umask 0 for the kernel.
         command = ["sh", "-c", 'umask 0000 && exec "$@"', "sh", *cmd]
         return {
@@ -298,9 +510,11 @@ class DockerSandboxProvisioner(KernelProvisionerBase):
             "environment": environment,
             "labels": {
                 SANDBOX_LABEL: self.sandbox_id,
+                ROLE_LABEL: "kernel",
                 "ai-computer.memory-limit": str(memory),
                 "ai-computer.cpu-limit": f"{self.cpu_limit:g}",
-                "ai-computer.owner-pid": str(os.getpid()),
+                "ai-computer.disk-limit": str(int(self.disk_limit)),
+                **owner_labels(),
             },
             "network_mode": "none",
             "mem_limit": memory,
@@ -310,7 +524,7 @@ class DockerSandboxProvisioner(KernelProvisionerBase):
             "cap_drop": ["ALL"],
             "security_opt": ["no-new-privileges"],
             "read_only": True,
-            "tmpfs": {"/tmp": tmpfs_options, CONTAINER_HOME: tmpfs_options},
+            "tmpfs": {"/tmp": tmpfs_options, CONTAINER_HOME: home_options},
             "mounts": [
                 Mount(CONTAINER_RUNTIME_DIR, str(self.runtime_dir), type="bind"),
                 Mount(CONTAINER_WORKSPACE, self.volume_name, type="volume"),
@@ -336,7 +550,6 @@ class DockerSandboxProvisioner(KernelProvisionerBase):
             )
             raise ImageNotFoundError(message) from exc
         try:
-            self._ensure_volumes(client)
             container = client.containers.create(**self.container_config(cmd))
         except docker.errors.DockerException as exc:
             raise SandboxStartError(f"could not create the sandbox container: {exc}") from exc
@@ -347,12 +560,71 @@ class DockerSandboxProvisioner(KernelProvisionerBase):
             raise SandboxStartError(f"could not start the sandbox container: {exc}") from exc
         return str(container.id)
 
-    def _ensure_volumes(self, client: docker.DockerClient) -> None:
+    def _ensure_volumes(self) -> None:
+        """Create the workspace and packages volumes (size-limited tmpfs) unless they exist."""
+        client = docker_client()
+        uid, _, gid = self.sandbox_user.partition(":")
+        options = {
+            "type": "tmpfs",
+            "device": "tmpfs",
+            "o": f"size={int(self.disk_limit)},uid={uid},gid={gid},mode=0755,nosuid,nodev",
+        }
+        labels = {SANDBOX_LABEL: self.sandbox_id, **owner_labels()}
         for name in (self.volume_name, self.packages_volume_name):
             try:
                 client.volumes.get(name)
             except docker.errors.NotFound:
-                client.volumes.create(name, labels={SANDBOX_LABEL: self.sandbox_id})
+                try:
+                    client.volumes.create(name, driver="local", driver_opts=options, labels=labels)
+                except docker.errors.DockerException as exc:
+                    message = f"could not create the sandbox volume {name}: {exc}"
+                    raise SandboxStartError(message) from exc
+
+    def holder_config(self) -> dict[str, Any]:
+        """The holder container: it only sleeps, so that Docker keeps the tmpfs volumes mounted
+        while no kernel container runs (between a kernel's death and its restart)."""
+        return {
+            "image": self.image,
+            "command": ["sleep", "infinity"],
+            "name": self.holder_name,
+            "user": self.sandbox_user,
+            "labels": {SANDBOX_LABEL: self.sandbox_id, ROLE_LABEL: "holder", **owner_labels()},
+            "network_mode": "none",
+            "mem_limit": 32 * limits.MIB,
+            "memswap_limit": 32 * limits.MIB,
+            "nano_cpus": int(0.1e9),
+            "pids_limit": 8,
+            "cap_drop": ["ALL"],
+            "security_opt": ["no-new-privileges"],
+            "read_only": True,
+            "mounts": [
+                Mount(CONTAINER_WORKSPACE, self.volume_name, type="volume"),
+                Mount(CONTAINER_PACKAGES, self.packages_volume_name, type="volume"),
+            ],
+            "init": True,
+            "log_config": LogConfig(type="json-file", config={"max-size": "64k", "max-file": "1"}),
+            "detach": True,
+        }
+
+    def _ensure_holder(self) -> bool:
+        """Make sure the holder runs; True when it was not running (the volumes were empty)."""
+        client = docker_client()
+        try:
+            holder = client.containers.get(self.holder_name)
+        except docker.errors.NotFound:
+            holder = None
+        except docker.errors.DockerException as exc:
+            raise SandboxStartError(f"could not inspect the sandbox holder: {exc}") from exc
+        try:
+            if holder is None:
+                client.containers.create(**self.holder_config()).start()
+                return False  # a new sandbox: its volumes are new anyway
+            if holder.status != "running":
+                holder.start()
+                return True
+        except docker.errors.DockerException as exc:
+            raise SandboxStartError(f"could not start the sandbox holder: {exc}") from exc
+        return False
 
     def _watch_exit(
         self,

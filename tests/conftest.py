@@ -57,3 +57,17 @@ async def sandbox(docker_engine: docker.DockerClient) -> AsyncIterator[SandboxCl
         yield client
     finally:
         await client.cleanup()
+
+
+@pytest.fixture(scope="session")
+def jupyter_path(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Jupyter data directory holding the sandbox kernelspec, installed the way a user would
+    (`ai-computer kernelspec install --prefix P`), and named by JUPYTER_PATH while tests run."""
+    from ai_computer.cli import main
+
+    prefix = tmp_path_factory.mktemp("jupyter-prefix")
+    assert main(["kernelspec", "install", "--prefix", str(prefix)]) == 0
+    path = str(prefix / "share" / "jupyter")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("JUPYTER_PATH", path)
+        yield path

@@ -140,7 +140,8 @@ async def test_symlink_swap_during_transfers_never_escapes(sandbox: SandboxClien
                     pass
                 try:
                     if name.endswith('file'):
-                        open(name + '.tmp', 'w').write('sandbox data'); os.replace(name + '.tmp', name)
+                        open(name + '.tmp', 'w').write('sandbox data')
+                        os.replace(name + '.tmp', name)
                     else:
                         os.makedirs(name + '.tmpd', exist_ok=True)
                         if os.path.islink(name): os.unlink(name)

@@ -9,10 +9,11 @@ from jupyter_client import AsyncKernelManager
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.provisioning import KernelProvisionerFactory
 
+from ai_computer.kernelspec import SHIPPED_KERNELSPEC_DIR
 from ai_computer.provisioner import DockerSandboxProvisioner
 from ai_computer.sandboxes import SANDBOX_LABEL
 
-KERNELSPEC_DIR = Path(__file__).resolve().parents[1] / "kernelspec" / "ai-computer-sandbox"
+KERNELSPEC_DIR = SHIPPED_KERNELSPEC_DIR
 
 
 async def test_plain_kernel_manager_runs_the_installed_kernelspec(
@@ -30,7 +31,7 @@ async def test_plain_kernel_manager_runs_the_installed_kernelspec(
         assert isinstance(km.provisioner, DockerSandboxProvisioner)
         assert km.provisioner.has_process
         [container] = docker_engine.containers.list(
-            filters={"label": f"{SANDBOX_LABEL}={km.kernel_id}"}
+            filters={"label": [f"{SANDBOX_LABEL}={km.kernel_id}", "ai-computer.role=kernel"]}
         )
         assert container.attrs["HostConfig"]["NetworkMode"] == "none"
         kc = km.client()

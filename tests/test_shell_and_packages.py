@@ -84,7 +84,7 @@ async def test_package_errors_carry_pips_reason(shared_sandbox: SandboxClient) -
         ["git+https://example.invalid/x"],
         "tabulate",
     ):
-        with pytest.raises(ValueError, match="requirement like|non-empty list"):
+        with pytest.raises(ValueError, match=r"requirement like|non-empty list"):
             await shared_sandbox.install_packages(bad)  # type: ignore[arg-type]
 
 

@@ -1,0 +1,171 @@
+"""The kernel's messages, read as untrusted input with bounded memory.
+
+Code in a sandbox can read its kernel's HMAC key and send anything through its kernel's sockets:
+huge messages, floods, forged or malformed ones. The client's defences, in one place:
+
+- every ZMQ socket of the client refuses frames larger than ``max_message_size`` (``MAXMSGSIZE``:
+  libzmq drops the connection rather than allocating the frame) and holds at most
+  ``RECEIVE_HWM`` unread messages (``RCVHWM``); the sender's further messages wait or are dropped
+  on the sandbox's side;
+- a message with too many parts, a bad signature, or fields of the wrong type is a
+  :class:`KernelProtocolError` (a real kernel never sends one): the client then treats the
+  sandbox as broken;
+- :class:`MessageQueue` holds the messages waiting for their reader, bounded in bytes: past the
+  budget, output is dropped (and reported as truncated), never the reader's memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+import zmq
+from jupyter_client.channels import ZMQSocketChannel
+
+from .limits import MIB
+
+RECEIVE_HWM = 16
+"""Unread messages a client socket buffers; past it, libzmq stops reading from the kernel."""
+MAX_PARTS = 64
+"""Most parts (frames) a message may have: identities, delimiter, signature, four JSON parts, and
+a few buffers."""
+_RECONNECT_INTERVAL_MS = 10  # reconnect quickly to the kernel's sockets (ZMQ's default is 100 ms)
+_SMALL_MESSAGE = 4096  # status messages up to this size pass even when the byte budget is spent
+_BULK_TYPES = frozenset(
+    {"stream", "display_data", "update_display_data", "execute_result", "error"}
+)
+
+
+class KernelProtocolError(Exception):
+    """The kernel sent something no real kernel sends: a sign that the sandbox tampers with it."""
+
+
+def max_message_size(output_limit: int) -> int:
+    """The largest frame a client socket accepts: the output cap plus room for JSON escapes and
+    headers (the kernel sends long text in pieces of at most 1 MiB)."""
+    return max(output_limit, 8 * MIB) + 4 * MIB
+
+
+def configure_context(context: zmq.Context[Any], output_limit: int) -> None:
+    """Set the limits of every socket later made from ``context``."""
+    context.setsockopt(zmq.RECONNECT_IVL, _RECONNECT_INTERVAL_MS)
+    context.setsockopt(zmq.MAXMSGSIZE, max_message_size(output_limit))
+    context.setsockopt(zmq.RCVHWM, RECEIVE_HWM)
+
+
+async def receive(channel: ZMQSocketChannel) -> tuple[dict[str, Any], int]:
+    """The next message of ``channel`` and its size in bytes, checked.
+
+    Raises ``KernelProtocolError`` for a message that does not parse or is not well formed.
+    """
+    socket = channel.socket
+    assert socket is not None
+    frames = await socket.recv_multipart(copy=False)  # type: ignore[misc]
+    size = sum(len(frame) for frame in frames)
+    if len(frames) > MAX_PARTS:
+        raise KernelProtocolError(f"a message of {len(frames)} parts")
+    try:
+        _, parts = channel.session.feed_identities(frames, copy=False)
+        message: dict[str, Any] = channel.session.deserialize(parts, content=True, copy=False)
+    except Exception as exc:  # bad signature, replay, JSON, UTF-8, missing fields, recursion...
+        raise KernelProtocolError(f"an unreadable message ({_short(exc)})") from exc
+    fields = ("header", "parent_header", "metadata", "content")
+    if not all(isinstance(message.get(name), dict) for name in fields) or not isinstance(
+        message.get("msg_type"), str
+    ):
+        raise KernelProtocolError("a message with malformed fields")
+    return message, size
+
+
+async def disconnected(channel: ZMQSocketChannel) -> None:
+    """Return when ``channel``'s connection to the kernel is cut.
+
+    libzmq cuts a connection that sends a frame over ``MAXMSGSIZE`` and, as for any protocol
+    error, does not reconnect: without this, the client would wait for messages that never come.
+    """
+    socket = channel.socket
+    assert socket is not None
+    monitor = socket.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+    try:
+        await monitor.recv_multipart()  # type: ignore[misc]  # an asyncio socket
+    finally:
+        with contextlib.suppress(zmq.ZMQError):
+            socket.disable_monitor()
+        monitor.close(linger=0)
+
+
+def _short(exc: Exception) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+def parent_id(message: dict[str, Any]) -> object:
+    """The ``msg_id`` of the request a message answers (None if it has none)."""
+    parent = message.get("parent_header")
+    return parent.get("msg_id") if isinstance(parent, dict) else None
+
+
+class MessageQueue:
+    """Messages waiting for their reader: at most ``max_bytes`` of them, plus small status
+    messages up to ``max_items`` in all. Putting never blocks, so the kernel's sockets are
+    always drained and libzmq's own buffers stay small."""
+
+    def __init__(self, max_bytes: int, max_items: int) -> None:
+        self.max_bytes = max_bytes
+        self.max_items = max_items
+        self._queue: asyncio.Queue[tuple[Any, int]] = asyncio.Queue()
+        self._bytes = 0
+        self.current: object = None
+        """The ``msg_id`` of the request being followed: output of it dropped for lack of room
+        is counted in ``dropped_bytes``."""
+        self.dropped_bytes = 0
+
+    def put_message(self, message: dict[str, Any], size: int) -> bool:
+        """Queue a kernel message unless there is no room; False when it was dropped."""
+        small_status = message.get("msg_type") == "status" and size <= _SMALL_MESSAGE
+        room = self._bytes + size <= self.max_bytes or small_status
+        if not room or self._queue.qsize() >= self.max_items:
+            if message.get("msg_type") in _BULK_TYPES and parent_id(message) == self.current:
+                self.dropped_bytes += size
+            return False
+        self._bytes += size
+        self._queue.put_nowait((message, size))
+        return True
+
+    def put(self, item: object) -> None:
+        """Queue a notice of the client's own (a container exit, a broken channel)."""
+        self._queue.put_nowait((item, 0))
+
+    async def get(self) -> Any:
+        """The next item, waiting for one."""
+        item, size = await self._queue.get()
+        self._bytes -= size
+        return item
+
+    def take_dropped(self) -> int:
+        """Bytes of the current request's output dropped since the last call."""
+        dropped, self.dropped_bytes = self.dropped_bytes, 0
+        return dropped
+
+    def clear(self) -> None:
+        """Forget everything queued (after reconnecting to a new kernel)."""
+        while not self._queue.empty():
+            self._queue.get_nowait()
+        self._bytes = 0
+        self.dropped_bytes = 0
+
+
+def rate_limited(log: Callable[[str], None], every: int = 1000) -> Callable[[str], None]:
+    """``log`` for the first message and then every ``every``-th: a hostile sandbox must not be
+    able to flood the host's logs."""
+    count = 0
+
+    def emit(text: str) -> None:
+        nonlocal count
+        if count % every == 0:
+            log(f"{text} (occurrence {count + 1})")
+        count += 1
+
+    return emit

@@ -1,0 +1,122 @@
+"""Case 12: code in the sandbox attacks its own kernel's control plane. It cannot touch the socket
+files; what it forges with the key it can read lies only about its own output; anything a real
+kernel never sends marks the sandbox broken until restart(), and restart() recovers it."""
+
+from __future__ import annotations
+
+import time
+from textwrap import dedent
+
+import pytest
+from sandbox_checks import still_works
+
+from ai_computer import SandboxClient, SandboxStateError
+
+
+async def test_socket_files_cannot_be_removed_or_replaced(hostile: SandboxClient) -> None:
+    code = dedent("""
+        import errno, os, zmq
+        def attempt(action):
+            try:
+                action()
+                return 'done'
+            except OSError as exc:
+                return errno.errorcode[exc.errno]
+            except zmq.ZMQError as exc:
+                return errno.errorcode.get(exc.errno, str(exc))
+        run = '/run/ai-computer'
+        outcomes = {
+            'list': attempt(lambda: os.listdir(run)),
+            'unlink': attempt(lambda: os.unlink(run + '/kernel-1')),
+            'rename': attempt(lambda: os.rename(run + '/kernel-2', run + '/moved')),
+            'create': attempt(lambda: open(run + '/new', 'w')),
+            'chmod': attempt(lambda: os.chmod(run, 0o777)),
+            'connection-file': attempt(lambda: open(run + '/connection.json', 'a')),
+            'bind': attempt(lambda: zmq.Context().socket(zmq.ROUTER).bind(f'ipc://{run}/evil')),
+        }
+        outcomes
+    """)
+    response = await hostile.execute_code(code)
+    assert response.success, response.error
+    outcomes = eval(response.data["result"])
+    assert set(outcomes.values()) <= {"EACCES", "EPERM"}, outcomes
+    await still_works(hostile)
+
+
+FORGE = """
+k = get_ipython().kernel
+def forge(msg_type, content, parent=None):
+    k.session.send(k.iopub_socket, msg_type, content, parent=parent or k.get_parent())
+"""
+
+
+async def test_forged_messages_signed_with_the_key_lie_only_about_their_own_output(
+    hostile: SandboxClient,
+) -> None:
+    code = FORGE + dedent("""
+        forge('stream', {'name': 5, 'text': ['forged ', 3, 'text\\n']})
+        forge('display_data', {'data': ['not', 'a', 'bundle']})
+        forge('execute_result', {'data': {'text/plain': 7}, 'execution_count': 'x'})
+        forge('error', {'ename': None, 'evalue': {'a': 1}, 'traceback': 'not a list'})
+        forge('status', {'execution_state': 'idle'}, parent={'msg_id': 'another-request'})
+        print('real output')
+    """)
+    response = await hostile.execute_code(code)
+    assert response.data["output"] == "forged text\nreal output\n"
+    assert not response.success and response.error == "an unnamed error"  # the forged error
+    # A forged "idle" for itself ends the execution early: the sandbox can only hide its own
+    # output. The next execution is not confused by what arrives late.
+    early = await hostile.execute_code(
+        FORGE + "forge('status', {'execution_state': 'idle'})\nimport time; time.sleep(1)\n"
+        "print('late')"
+    )
+    assert early.success and early.data["output"] == ""
+    await still_works(hostile)
+    assert (await hostile.execute_code("print('next')")).data["output"] == "next\n"
+
+
+@pytest.mark.parametrize(
+    ("attack", "reason"),
+    [
+        pytest.param(
+            "k.iopub_socket.send_multipart([b'x', b'<IDS|MSG>', b'bad'] + [b'{}'] * 4)",
+            "it sent an unreadable message (ValueError: Invalid Signature",
+            id="bad-signature",
+        ),
+        pytest.param(
+            "import hmac, hashlib\nparts = [b'{', b'{}', b'{}', b'{}']\n"
+            "mac = hmac.new(k.session.key, digestmod=hashlib.sha256)\n"
+            "[mac.update(p) for p in parts]\n"
+            "k.iopub_socket.send_multipart([b'x', b'<IDS|MSG>', mac.hexdigest().encode(), *parts])",
+            "it sent an unreadable message (",
+            id="signed-garbage",
+        ),
+        pytest.param(
+            "k.iopub_socket.send_multipart([b'x', b'<IDS|MSG>'] + [b'part'] * 200)",
+            "it sent a message of 202 parts",
+            id="too-many-parts",
+        ),
+        pytest.param(
+            "forge('stream', {'name': 'stdout', 'text': 'z' * 60_000_000})",
+            "its kernel's connection was cut (a message over the size limit?)",
+            id="over-the-size-limit",
+        ),
+    ],
+)
+async def test_protocol_violation_breaks_the_sandbox_until_restart(
+    hostile: SandboxClient, attack: str, reason: str
+) -> None:
+    await hostile.execute_code("open('survivor.txt', 'w').write('kept')")
+    started = time.monotonic()
+    response = await hostile.execute_code(FORGE + attack + "\nimport time; time.sleep(5)")
+    assert time.monotonic() - started < 5  # reported as soon as seen, not at the timeout
+    assert not response.success
+    assert response.error.startswith(f"the sandbox is broken: {reason}"), response.error
+    assert response.error.endswith("; call restart() or cleanup()")
+    with pytest.raises(SandboxStateError, match="the sandbox is broken"):
+        await hostile.execute_code("1 + 1")
+    restarted = await hostile.restart()
+    assert restarted.success, restarted.error
+    kept = await hostile.execute_code("open('survivor.txt').read()")
+    assert kept.data["result"] == "'kept'"
+    await still_works(hostile)

@@ -1,0 +1,129 @@
+"""Case 6: output floods are capped with a truncation notice, the client's memory stays bounded,
+nothing hangs, and the container's log stays small."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from textwrap import dedent
+
+import docker
+import pytest
+from sandbox_checks import still_works
+
+from ai_computer import SandboxClient
+
+NOTICE = "[output truncated: more than 1M of output; the rest is dropped]"
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        pytest.param("print('x' * 100_000_000)", id="one-100MB-line"),
+        pytest.param("print('\\x1b[31m\\x1b[2J\\x1b[?1049h' * 300_000)", id="ansi"),
+        pytest.param("import os\nos.system('timeout 2 yes')", id="yes-for-a-while"),
+    ],
+)
+async def test_big_output_is_capped_with_a_notice(hostile: SandboxClient, code: str) -> None:
+    response = await hostile.execute_code(code)
+    assert response.success, response.error
+    assert response.data["truncated"]
+    assert response.data["notices"] == [NOTICE]
+    assert response.data["output"].endswith(NOTICE + "\n")
+    assert len(response.data["output"].encode()) <= (1 << 20) + len(NOTICE) + 2
+    await still_works(hostile)
+
+
+async def test_endless_print_loop_is_capped_and_stopped(hostile: SandboxClient) -> None:
+    started = time.monotonic()
+    response = await hostile.execute_code("while True:\n    print('spam ' * 20)", timeout=3)
+    assert response.error == "execution timed out after 3 s"
+    assert response.data["truncated"] and NOTICE in response.data["notices"]
+    assert time.monotonic() - started < 3 + hostile.interrupt_grace + 1
+    await still_works(hostile)
+
+
+async def test_invalid_utf8_and_lone_surrogates_arrive_replaced(hostile: SandboxClient) -> None:
+    code = (
+        "import os\nos.write(1, b'bytes \\xff\\xfe \\xc3\\x28\\n')\n"
+        "print('lone \\ud800')\nprint('after')"
+    )
+    response = await hostile.execute_code(code)
+    assert response.success, response.error
+    output = response.data["output"]
+    assert "lone \ufffd\nafter\n" in output
+    assert "bytes \ufffd\ufffd \ufffd(\n" in output
+    await still_works(hostile)
+
+
+async def test_container_log_stays_small(
+    docker_engine: docker.DockerClient, hostile: SandboxClient
+) -> None:
+    # ipykernel copies what processes write to file descriptor 1 into the container's log; code
+    # can also write to it directly (pid 1's stdout). Docker caps the log at log_max_size (1m).
+    code = dedent("""
+        import subprocess
+        with open('/proc/1/fd/1', 'wb') as log:
+            for _ in range(20):
+                log.write(b'y' * (1 << 20))
+        subprocess.run('timeout 2 yes', shell=True)
+    """)
+    response = await hostile.execute_code(code, timeout=60)
+    assert response.success, response.error
+    container = docker_engine.containers.get(hostile._provisioner.container_id)
+    folder = os.path.dirname(container.attrs["LogPath"])
+    # json-file rotates by renaming: count every log file of the container, whatever its name.
+    log_size = sum(
+        os.path.getsize(os.path.join(folder, name))
+        for name in os.listdir(folder)
+        if "-json.log" in name and os.path.exists(os.path.join(folder, name))
+    )
+    assert log_size < 2 * (1 << 20), log_size
+    await still_works(hostile)
+
+
+CLIENT_UNDER_FLOOD = dedent("""
+    import asyncio, json, resource, time
+    from ai_computer import SandboxClient
+
+    async def main():
+        results = {}
+        async with SandboxClient(memory_limit="512M", output_limit="1M", timeout=20) as client:
+            for name, code in [
+                ('line', "print('x' * 100_000_000)"),
+                ('loop', "import time\\nend = time.time() + 3\\nwhile time.time() < end:\\n"
+                         "    print('y' * 10_000)"),
+                ('forged', "k = get_ipython().kernel\\nk.session.send(k.iopub_socket, 'stream', "
+                           "{'name': 'stdout', 'text': 'z' * 60_000_000}, parent=k.get_parent())"),
+            ]:
+                started = time.monotonic()
+                response = await client.execute_code(code)
+                results[name] = [response.success, response.error, time.monotonic() - started]
+                if not response.success:
+                    await client.restart()
+            last = await client.execute_code('1 + 1')
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        print(json.dumps({'results': results, 'peak': peak, 'last': last.data['result']}))
+
+    asyncio.run(main())
+""")
+
+
+def test_client_memory_stays_bounded_under_floods(docker_engine: docker.DockerClient) -> None:
+    # In a process of its own, so that its peak memory is the client's alone.
+    done = subprocess.run(
+        [sys.executable, "-c", CLIENT_UNDER_FLOOD], capture_output=True, text=True, timeout=110
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    results = report["results"]
+    assert results["line"][:2] == [True, None]
+    assert results["loop"][:2] == [True, None]
+    assert results["forged"][1].startswith("the sandbox is broken: its kernel's connection was cut")
+    assert all(seconds < 20 for _, _, seconds in results.values()), results
+    assert report["last"] == "2"
+    # 100 MB, 60 MB and ~1 GB of output went through a client that never held more than:
+    assert report["peak"] < 200 * (1 << 20), report["peak"]
