@@ -82,9 +82,12 @@ def run_in_container(
     try:
         raw.settimeout(timeout)
         if stdin is not None:
-            for chunk in stdin:
-                raw.sendall(chunk)
-            raw.shutdown(socket.SHUT_WR)  # EOF on the program's stdin
+            try:
+                for chunk in stdin:
+                    raw.sendall(chunk)
+                raw.shutdown(socket.SHUT_WR)  # EOF on the program's stdin
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the program stopped reading (e.g. a full disk): its report follows
         for kind, data in _frames(raw):
             if kind == _STDOUT:
                 if on_stdout is not None:

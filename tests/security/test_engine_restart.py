@@ -35,6 +35,15 @@ def wait_until(condition: object, seconds: float, what: str) -> None:
         time.sleep(0.2)
 
 
+def process_gone(pid: int) -> bool:
+    """True once ``pid`` has exited: a zombie counts as gone (its parent may never reap it)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
+
+
 def restart_engine() -> None:
     """Stop dockerd and start it again as setup.sh does; return once `docker info` answers."""
     if Path("/run/systemd/system").is_dir():
@@ -42,7 +51,7 @@ def restart_engine() -> None:
     else:
         pid = int(Path("/var/run/docker.pid").read_text())
         os.kill(pid, signal.SIGTERM)
-        wait_until(lambda: not Path(f"/proc/{pid}").exists(), 60, "dockerd did not stop")
+        wait_until(lambda: process_gone(pid), 60, "dockerd did not stop")
         # Exactly as setup.sh starts it: in its own session, in the background.
         subprocess.run(["sh", "-c", f"setsid {DOCKERD} >/var/log/dockerd.log 2>&1 </dev/null &"])
     wait_until(engine_answers, 60, "the Docker engine did not answer again")
