@@ -11,9 +11,11 @@ Blocking (docker-py): call from a worker thread.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import struct
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -79,15 +81,14 @@ def run_in_container(
     stdout, stderr = bytearray(), bytearray()
     dropped = 0
     timed_out = False
+    writer = None
     try:
         raw.settimeout(timeout)
         if stdin is not None:
-            try:
-                for chunk in stdin:
-                    raw.sendall(chunk)
-                raw.shutdown(socket.SHUT_WR)  # EOF on the program's stdin
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the program stopped reading (e.g. a full disk): its report follows
+            # Feed stdin from a thread while this one reads: a program that stops reading (a
+            # full disk) must not leave us blocked in a write, and its report must get through.
+            writer = threading.Thread(target=_feed, args=(raw, stdin), daemon=True)
+            writer.start()
         for kind, data in _frames(raw):
             if kind == _STDOUT:
                 if on_stdout is not None:
@@ -103,11 +104,25 @@ def run_in_container(
     except TimeoutError:
         timed_out = True
     finally:
+        if writer is not None:
+            with contextlib.suppress(OSError):
+                raw.shutdown(socket.SHUT_RDWR)  # wakes a writer blocked on a full socket
+            writer.join()
         stream.close()
         raw.close()  # closing the SocketIO wrapper alone leaves the socket open
     if timed_out:
         return ExecResult(-1, bytes(stdout), bytes(stderr), dropped, timed_out=True)
     return ExecResult(_exit_code(exec_id), bytes(stdout), bytes(stderr), dropped)
+
+
+def _feed(raw: socket.socket, stdin: Iterable[bytes]) -> None:
+    """Send ``stdin`` to the program, then end its input; stop quietly if it went away."""
+    try:
+        for chunk in stdin:
+            raw.sendall(chunk)
+        raw.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass  # the program stopped reading or the stream ended: the exit status tells the rest
 
 
 def _receive_exactly(raw: socket.socket, size: int) -> bytes | None:
