@@ -38,6 +38,7 @@ def docker_engine() -> Iterator[docker.DockerClient]:
     leaked = set(labelled_containers(client)) - before
     for container_id in leaked:
         client.api.remove_container(container_id, force=True)
+    client.close()
     assert not leaked, f"tests leaked sandbox containers: {leaked}"
 
 
