@@ -12,9 +12,11 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import socket
 import subprocess
 import sys
 import threading
+import time
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -24,6 +26,18 @@ import pytest
 from server_process import KERNEL_MANAGER, JupyterServer, free_port
 
 from ai_computer.sandboxes import SANDBOX_LABEL, remove_sandbox
+
+
+def _accepts(port: int, seconds: float) -> bool:
+    """Whether 127.0.0.1:port accepts a connection within ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return True
+        except OSError:
+            time.sleep(0.05)
+    return False
 
 
 def _drain(stream: Any, lines: list[str], ready: threading.Event, marker: str) -> None:
@@ -84,7 +98,9 @@ def jupyter_server_process(
     ready = threading.Event()
     url = f"http://127.0.0.1:{port}/"
     threading.Thread(target=_drain, args=(process.stdout, lines, ready, url), daemon=True).start()
-    if not ready.wait(60) or process.poll() is not None:
+    # The server prints its URL a moment before it listens: wait for the port itself too.
+    started = ready.wait(60) and any(url in line for line in lines) and _accepts(port, 30)
+    if not started or process.poll() is not None:
         process.kill()
         process.wait()
         assert process.stdout is not None
@@ -127,7 +143,10 @@ def jupyter_server_process(
 async def jupyter_server(jupyter_server_process: JupyterServer) -> AsyncIterator[JupyterServer]:
     """The session's server; kernels started during the test (by anyone) are shut down after it."""
     server = jupyter_server_process
-    before = {kernel["id"] for kernel in (await server.request("GET", "api/kernels"))[1]}
+    try:
+        before = {kernel["id"] for kernel in (await server.request("GET", "api/kernels"))[1]}
+    except OSError as exc:
+        pytest.fail(f"the Jupyter server does not answer ({exc}); its log:\n" + "".join(server.log))
     yield server
     server.close_sockets()
     after = {kernel["id"] for kernel in (await server.request("GET", "api/kernels"))[1]}
