@@ -90,7 +90,7 @@ def describe_relay_exit(ended: ContainerExit, relay_memory_limit: int) -> str:
             "it sent a message too big to hold (its relay was killed: memory limit "
             f"{limits.format_size(relay_memory_limit)} exceeded)"
         )
-    return f"its relay stopped ({describe_exit(ended, relay_memory_limit)})"
+    return f"its relay stopped (exit code {ended.exit_code})"
 
 
 class SandboxClient:
@@ -361,7 +361,10 @@ class SandboxClient:
 
         async def watch_relay() -> None:
             ended = await provisioner.relay_exited()
-            if ended.container_id == provisioner.relay_id == relay_id:  # not removed by us
+            # A relay lost with the engine is no sign of tampering: the kernel's exit (lost
+            # too) is reported by the other watcher, and the kernel restarted.
+            lost = ended.exit_code is None
+            if not lost and ended.container_id == provisioner.relay_id == relay_id:
                 memory = int(provisioner.relay_memory_limit)
                 self._mark_broken(describe_relay_exit(ended, memory))
 
