@@ -29,6 +29,7 @@ from .channels import (
     MessageQueue,
     configure_context,
     disconnected,
+    max_message_size,
     parent_id,
     rate_limited,
     receive,
@@ -80,6 +81,18 @@ def describe_exit(ended: ContainerExit, memory_limit: int) -> str:
     return f"kernel died (exit code {ended.exit_code})"
 
 
+def describe_relay_exit(ended: ContainerExit, relay_memory_limit: int) -> str:
+    """Why a sandbox's relay ended, as the reason the sandbox is broken."""
+    if ended.reason:
+        return f"it sent {ended.reason}"
+    if ended.oom_killed:
+        return (
+            "it sent a message too big to hold (its relay was killed: memory limit "
+            f"{limits.format_size(relay_memory_limit)} exceeded)"
+        )
+    return f"its relay stopped (exit code {ended.exit_code})"
+
+
 class SandboxClient:
     """An isolated Python sandbox: an ipykernel in a resource-limited Docker container.
 
@@ -118,6 +131,8 @@ class SandboxClient:
             "pids_limit": pids_limit,
             "environment": dict(environment or {}),
             "disk_limit": self.disk_limit,
+            # The relay refuses what this client would refuse anyway (room for the headers).
+            "message_limit": max_message_size(self.output_limit) + limits.MIB,
         }
         if image is not None:
             self._provisioner_config["image"] = image
@@ -127,7 +142,7 @@ class SandboxClient:
         self._kc: AsyncKernelClient | None = None
         self._events = MessageQueue(self.output_limit + _QUEUE_HEADROOM, _QUEUE_SIZE)
         self._tasks: list[asyncio.Task[None]] = []
-        self._exit_watcher: asyncio.Task[None] | None = None
+        self._exit_watchers: list[asyncio.Task[None]] = []
         self._lock = asyncio.Lock()
         self._broken: str | None = None
         self._warn_tampering = rate_limited(log.warning)
@@ -235,14 +250,12 @@ class SandboxClient:
         await self._wait_for_kernel(self.startup_timeout)
 
     async def _teardown(self) -> None:
-        for task in [*self._tasks, self._exit_watcher]:
-            if task is not None:
-                task.cancel()
-        for task in [*self._tasks, self._exit_watcher]:
-            if task is not None:
-                with contextlib.suppress(BaseException):
-                    await task
-        self._tasks, self._exit_watcher = [], None
+        for task in [*self._tasks, *self._exit_watchers]:
+            task.cancel()
+        for task in [*self._tasks, *self._exit_watchers]:
+            with contextlib.suppress(BaseException):
+                await task
+        self._tasks, self._exit_watchers = [], []
         if self._kc is not None:
             self._kc.stop_channels()
         if self._km is not None:
@@ -320,23 +333,44 @@ class SandboxClient:
         finally:
             for watch in watches:
                 watch.cancel()
-        with contextlib.suppress(TimeoutError):
-            # A dying kernel cuts its connections too: that is reported by the exit watcher.
-            await asyncio.wait_for(self._provisioner.exited(), _EXIT_REPORT_DELAY)
-            return
-        self._mark_broken("its kernel's connection was cut (a message over the size limit?)")
+        # A dying kernel or relay cuts connections too: that is reported by the exit watchers.
+        provisioner = self._provisioner
+        exits = [
+            asyncio.ensure_future(provisioner.exited()),
+            asyncio.ensure_future(provisioner.relay_exited()),
+        ]
+        try:
+            done, _ = await asyncio.wait(
+                exits, timeout=_EXIT_REPORT_DELAY, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            for wait in exits:
+                wait.cancel()
+        if not done:
+            self._mark_broken("its kernel's connection was cut (a message over the size limit?)")
 
     def _watch_exit(self) -> None:
-        """Post the current container's exit into the event queue when it happens."""
+        """Post the current container's exit into the event queue when it happens; a relay's
+        exit marks the sandbox broken (the kernel can no longer be reached)."""
         provisioner = self._provisioner
+        relay_id = provisioner.relay_id
 
         async def watch() -> None:
             ended = await provisioner.exited()
             self._events.put(ended)
 
-        if self._exit_watcher is not None:
-            self._exit_watcher.cancel()
-        self._exit_watcher = asyncio.create_task(watch())
+        async def watch_relay() -> None:
+            ended = await provisioner.relay_exited()
+            # A relay lost with the engine is no sign of tampering: the kernel's exit (lost
+            # too) is reported by the other watcher, and the kernel restarted.
+            lost = ended.exit_code is None
+            if not lost and ended.container_id == provisioner.relay_id == relay_id:
+                memory = int(provisioner.relay_memory_limit)
+                self._mark_broken(describe_relay_exit(ended, memory))
+
+        for task in self._exit_watchers:
+            task.cancel()
+        self._exit_watchers = [asyncio.create_task(watch()), asyncio.create_task(watch_relay())]
 
     def _is_current(self, ended: ContainerExit) -> bool:
         return ended.container_id == self._provisioner.container_id
