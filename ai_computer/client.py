@@ -45,6 +45,7 @@ from .kernelspec import SandboxKernelManager, sandbox_kernel_spec
 from .models import FileOperationResponse, SandboxResponse, StreamEvent
 from .packages import PackageError, check_specifiers, stage_packages, tar_chunks, unpack_argv
 from .provisioner import ContainerExit, DockerSandboxProvisioner
+from .relay import REFUSED as RELAY_REFUSED
 from .sandboxes import collect_garbage_in_background, container_logs, remove_sandbox
 from .shell import Shell
 
@@ -54,6 +55,7 @@ _QUEUE_SIZE = 10_000  # IOPub messages buffered for a slow reader; the kernel dr
 _QUEUE_HEADROOM = 16 * limits.MIB  # bytes queued for a slow reader beyond the output cap
 _EXIT_REPORT_DELAY = 3.0  # a container's exit is known well within this after its sockets close
 _READY_PROBE_INTERVAL = 0.05
+_SHELL_PROBE_INTERVAL = 0.25
 
 
 class _Broken:
@@ -361,10 +363,16 @@ class SandboxClient:
 
         async def watch_relay() -> None:
             ended = await provisioner.relay_exited()
-            # A relay lost with the engine is no sign of tampering: the kernel's exit (lost
-            # too) is reported by the other watcher, and the kernel restarted.
-            lost = ended.exit_code is None
-            if not lost and ended.container_id == provisioner.relay_id == relay_id:
+            # A refusal or a memory kill is the sandbox's doing. A relay stopped from outside
+            # (an engine shutting down sends SIGTERM; or lost with the engine) is not: when the
+            # kernel goes too, its exit is reported by the other watcher and the kernel
+            # restarted; only a kernel left unreachable makes the sandbox broken.
+            refused = ended.oom_killed or ended.exit_code == RELAY_REFUSED
+            if not refused:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(provisioner.exited(), _EXIT_REPORT_DELAY)
+                    return
+            if ended.container_id == provisioner.relay_id == relay_id:
                 memory = int(provisioner.relay_memory_limit)
                 self._mark_broken(describe_relay_exit(ended, memory))
 
@@ -382,16 +390,23 @@ class SandboxClient:
         request_ids = {kc.kernel_info()}
         try:
             async with asyncio.timeout(timeout):
-                while True:  # shell: the first request is queued by ZMQ until the socket connects
+                while True:  # shell
                     shell_reply = asyncio.ensure_future(receive(kc.shell_channel))
                     exit_wait = asyncio.ensure_future(self._provisioner.exited())
                     try:
                         done, _ = await asyncio.wait(
-                            {shell_reply, exit_wait}, return_when=asyncio.FIRST_COMPLETED
+                            {shell_reply, exit_wait},
+                            timeout=_SHELL_PROBE_INTERVAL,
+                            return_when=asyncio.FIRST_COMPLETED,
                         )
                     finally:
                         shell_reply.cancel()
                         exit_wait.cancel()
+                    if not done:
+                        # The relay drops a request that arrives before it has reached the
+                        # kernel (it never queues for a kernel that is not there): ask again.
+                        request_ids.add(kc.kernel_info())
+                        continue
                     if exit_wait in done and not exit_wait.cancelled():
                         await self._raise_start_failure(
                             describe_exit(exit_wait.result(), self.memory_limit)
