@@ -62,6 +62,15 @@ class _Broken:
         self.reason = reason
 
 
+async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel ``tasks`` and wait until they have ended, whatever they raise."""
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(BaseException):
+            await task
+
+
 class _State(enum.Enum):
     NEW = "new"
     STARTING = "starting"
@@ -235,16 +244,10 @@ class SandboxClient:
         await self._wait_for_kernel(self.startup_timeout)
 
     async def _teardown(self) -> None:
-        for task in [*self._tasks, self._exit_watcher]:
-            if task is not None:
-                task.cancel()
-        for task in [*self._tasks, self._exit_watcher]:
-            if task is not None:
-                with contextlib.suppress(BaseException):
-                    await task
-        self._tasks, self._exit_watcher = [], None
-        if self._kc is not None:
-            self._kc.stop_channels()
+        if self._exit_watcher is not None:
+            await _cancel([self._exit_watcher])
+            self._exit_watcher = None
+        await self._disconnect()
         if self._km is not None:
             try:
                 if self._km.has_kernel:
@@ -287,17 +290,16 @@ class SandboxClient:
 
     async def _reconnect(self) -> None:
         """New client sockets and an empty queue: nothing of a tampered channel survives."""
-        assert self._km is not None
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(BaseException):
-                await task
+        await self._disconnect()
+        self._events.clear()
+        self._connect()
+
+    async def _disconnect(self) -> None:
+        """Stop the reader tasks and close the client's channels."""
+        await _cancel(self._tasks)
+        self._tasks = []
         if self._kc is not None:
             self._kc.stop_channels()
-        self._events.clear()
-        self._tasks = []
-        self._connect()
 
     def _connect(self) -> None:
         """Open the client's channels, with bounded sockets (see channels.py)."""

@@ -135,11 +135,6 @@ _FACTORY_KEYWORDS = {"kernel_id", "kernel_spec", "parent", "config", "log", "con
 T = TypeVar("T")
 
 
-async def run_blocking(function: Callable[..., T], *args: Any) -> T:
-    """Run a blocking (docker-py) call in a worker thread."""
-    return await asyncio.to_thread(function, *args)
-
-
 @dataclass(frozen=True)
 class ContainerExit:
     """How a sandbox container ended: read from Docker before the container is removed."""
@@ -381,7 +376,7 @@ class DockerSandboxProvisioner(KernelProvisionerBase):
         kwargs = await super().pre_launch(**kwargs)
         kwargs.pop("env", None)
         kwargs.pop("cwd", None)
-        await run_blocking(self._prepare_runtime_dir)
+        await asyncio.to_thread(self._prepare_runtime_dir)
         argv = list(self.kernel_spec.argv) if self.kernel_spec and self.kernel_spec.argv else []
         argv = argv or list(DEFAULT_KERNEL_ARGV)
         connection_file = f"{CONTAINER_RUNTIME_DIR}/connection.json"
@@ -426,16 +421,16 @@ class DockerSandboxProvisioner(KernelProvisionerBase):
     async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> KernelConnectionInfo:
         """Create and start the kernel's container; return the host-side connection info once
         the kernel has bound its sockets (or has exited: the caller's handshake reports that)."""
-        await run_blocking(self._ensure_volumes)
+        await asyncio.to_thread(self._ensure_volumes)
         # The holder starts alongside the kernel's container: no time is added to a start.
         started, holder = await asyncio.gather(
-            run_blocking(self._create_and_start, cmd),
-            run_blocking(self._ensure_holder),
+            asyncio.to_thread(self._create_and_start, cmd),
+            asyncio.to_thread(self._ensure_holder),
             return_exceptions=True,
         )
         if isinstance(started, BaseException) or isinstance(holder, BaseException):
             if isinstance(started, str):
-                await run_blocking(self._remove, started, False)
+                await asyncio.to_thread(self._remove, started, False)
             raise started if isinstance(started, BaseException) else holder  # type: ignore[misc]
         container_id, self._container_id, self.workspace_reset = started, started, holder
         self._launched = True
@@ -471,7 +466,7 @@ class DockerSandboxProvisioner(KernelProvisionerBase):
                     f"the sandbox kernel did not create its sockets within {_BIND_TIMEOUT:g} s"
                 )
             await asyncio.sleep(0.005)
-        await run_blocking(self._close_runtime_dir)
+        await asyncio.to_thread(self._close_runtime_dir)
 
     def _close_runtime_dir(self) -> None:
         # Search permission only: the sockets and the connection file (which ipykernel reads
@@ -682,7 +677,7 @@ class DockerSandboxProvisioner(KernelProvisionerBase):
         """Signal the kernel (the container's init forwards it to the kernel process)."""
         if self._container_id is None or await self.poll() is not None:
             return
-        await run_blocking(self._signal_container, self._container_id, signum)
+        await asyncio.to_thread(self._signal_container, self._container_id, signum)
 
     @staticmethod
     def _signal_container(container_id: str, signum: int) -> None:
@@ -707,10 +702,10 @@ class DockerSandboxProvisioner(KernelProvisionerBase):
         container_id, self._container_id = self._container_id, None
         if container_id is not None and self._exit_future is not None:
             if not self._exit_future.done():
-                await run_blocking(self._signal_container, container_id, signal.SIGKILL)
+                await asyncio.to_thread(self._signal_container, container_id, signal.SIGKILL)
             await self.exited()
         self._launched = False
-        await run_blocking(self._remove, container_id, not restart)
+        await asyncio.to_thread(self._remove, container_id, not restart)
         if not restart:
             self.connection_info = {}
 

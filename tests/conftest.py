@@ -12,12 +12,12 @@ import pytest_asyncio
 
 from ai_computer import SandboxClient
 from ai_computer.image import default_image_tag
-from ai_computer.sandboxes import SANDBOX_LABEL
+from ai_computer.sandboxes import OWNER_PID_LABEL, SANDBOX_LABEL
 
 
 def labelled_containers(client: docker.DockerClient) -> list[str]:
     """Sandbox containers made by this test process (other runs may share the engine)."""
-    mine = [SANDBOX_LABEL, f"ai-computer.owner-pid={os.getpid()}"]
+    mine = [SANDBOX_LABEL, f"{OWNER_PID_LABEL}={os.getpid()}"]
     return [c.id for c in client.containers.list(all=True, filters={"label": mine})]
 
 
