@@ -29,6 +29,7 @@ from .channels import (
     MessageQueue,
     configure_context,
     disconnected,
+    max_message_size,
     parent_id,
     rate_limited,
     receive,
@@ -44,6 +45,7 @@ from .kernelspec import SandboxKernelManager, sandbox_kernel_spec
 from .models import FileOperationResponse, SandboxResponse, StreamEvent
 from .packages import PackageError, check_specifiers, stage_packages, tar_chunks, unpack_argv
 from .provisioner import ContainerExit, DockerSandboxProvisioner
+from .relay import REFUSED as RELAY_REFUSED
 from .sandboxes import collect_garbage_in_background, container_logs, remove_sandbox
 from .shell import Shell
 
@@ -53,6 +55,7 @@ _QUEUE_SIZE = 10_000  # IOPub messages buffered for a slow reader; the kernel dr
 _QUEUE_HEADROOM = 16 * limits.MIB  # bytes queued for a slow reader beyond the output cap
 _EXIT_REPORT_DELAY = 3.0  # a container's exit is known well within this after its sockets close
 _READY_PROBE_INTERVAL = 0.05
+_SHELL_PROBE_INTERVAL = 0.25
 
 
 class _Broken:
@@ -87,6 +90,18 @@ def describe_exit(ended: ContainerExit, memory_limit: int) -> str:
     if ended.signal_name:
         return f"kernel died (exit code {ended.exit_code}, {ended.signal_name})"
     return f"kernel died (exit code {ended.exit_code})"
+
+
+def describe_relay_exit(ended: ContainerExit, relay_memory_limit: int) -> str:
+    """Why a sandbox's relay ended, as the reason the sandbox is broken."""
+    if ended.reason:
+        return f"it sent {ended.reason}"
+    if ended.oom_killed:
+        return (
+            "it sent a message too big to hold (its relay was killed: memory limit "
+            f"{limits.format_size(relay_memory_limit)} exceeded)"
+        )
+    return f"its relay stopped (exit code {ended.exit_code})"
 
 
 class SandboxClient:
@@ -127,6 +142,8 @@ class SandboxClient:
             "pids_limit": pids_limit,
             "environment": dict(environment or {}),
             "disk_limit": self.disk_limit,
+            # The relay refuses what this client would refuse anyway (room for the headers).
+            "message_limit": max_message_size(self.output_limit) + limits.MIB,
         }
         if image is not None:
             self._provisioner_config["image"] = image
@@ -136,7 +153,7 @@ class SandboxClient:
         self._kc: AsyncKernelClient | None = None
         self._events = MessageQueue(self.output_limit + _QUEUE_HEADROOM, _QUEUE_SIZE)
         self._tasks: list[asyncio.Task[None]] = []
-        self._exit_watcher: asyncio.Task[None] | None = None
+        self._exit_watchers: list[asyncio.Task[None]] = []
         self._lock = asyncio.Lock()
         self._broken: str | None = None
         self._warn_tampering = rate_limited(log.warning)
@@ -244,9 +261,8 @@ class SandboxClient:
         await self._wait_for_kernel(self.startup_timeout)
 
     async def _teardown(self) -> None:
-        if self._exit_watcher is not None:
-            await _cancel([self._exit_watcher])
-            self._exit_watcher = None
+        await _cancel(self._exit_watchers)
+        self._exit_watchers = []
         await self._disconnect()
         if self._km is not None:
             try:
@@ -288,12 +304,6 @@ class SandboxClient:
             self._broken = reason
             self._events.put(_Broken(reason))
 
-    async def _reconnect(self) -> None:
-        """New client sockets and an empty queue: nothing of a tampered channel survives."""
-        await self._disconnect()
-        self._events.clear()
-        self._connect()
-
     async def _disconnect(self) -> None:
         """Stop the reader tasks and close the client's channels."""
         await _cancel(self._tasks)
@@ -322,23 +332,50 @@ class SandboxClient:
         finally:
             for watch in watches:
                 watch.cancel()
-        with contextlib.suppress(TimeoutError):
-            # A dying kernel cuts its connections too: that is reported by the exit watcher.
-            await asyncio.wait_for(self._provisioner.exited(), _EXIT_REPORT_DELAY)
-            return
-        self._mark_broken("its kernel's connection was cut (a message over the size limit?)")
+        # A dying kernel or relay cuts connections too: that is reported by the exit watchers.
+        provisioner = self._provisioner
+        exits = [
+            asyncio.ensure_future(provisioner.exited()),
+            asyncio.ensure_future(provisioner.relay_exited()),
+        ]
+        try:
+            done, _ = await asyncio.wait(
+                exits, timeout=_EXIT_REPORT_DELAY, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            for wait in exits:
+                wait.cancel()
+        if not done:
+            self._mark_broken("its kernel's connection was cut (a message over the size limit?)")
 
     def _watch_exit(self) -> None:
-        """Post the current container's exit into the event queue when it happens."""
+        """Post the current container's exit into the event queue when it happens; a relay's
+        exit marks the sandbox broken (the kernel can no longer be reached)."""
         provisioner = self._provisioner
+        relay_id = provisioner.relay_id
 
         async def watch() -> None:
             ended = await provisioner.exited()
             self._events.put(ended)
 
-        if self._exit_watcher is not None:
-            self._exit_watcher.cancel()
-        self._exit_watcher = asyncio.create_task(watch())
+        async def watch_relay() -> None:
+            ended = await provisioner.relay_exited()
+            # A refusal or a memory kill is the sandbox's doing. A relay stopped from outside
+            # (an engine shutting down sends SIGTERM; or lost with the engine) is not: when the
+            # kernel goes too, its exit is reported by the other watcher and the kernel
+            # restarted; only a kernel left unreachable makes the sandbox broken.
+            refused = ended.oom_killed or ended.exit_code == RELAY_REFUSED
+            if not refused:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(provisioner.exited(), _EXIT_REPORT_DELAY)
+                    return
+            if ended.container_id == provisioner.relay_id == relay_id:
+                memory = int(provisioner.relay_memory_limit)
+                self._mark_broken(describe_relay_exit(ended, memory))
+
+        for task in self._exit_watchers:
+            task.cancel()
+        self._exit_watchers = [asyncio.create_task(watch()), asyncio.create_task(watch_relay())]
 
     def _is_current(self, ended: ContainerExit) -> bool:
         return ended.container_id == self._provisioner.container_id
@@ -350,16 +387,23 @@ class SandboxClient:
         request_ids = {kc.kernel_info()}
         try:
             async with asyncio.timeout(timeout):
-                while True:  # shell: the first request is queued by ZMQ until the socket connects
+                while True:  # shell
                     shell_reply = asyncio.ensure_future(receive(kc.shell_channel))
                     exit_wait = asyncio.ensure_future(self._provisioner.exited())
                     try:
                         done, _ = await asyncio.wait(
-                            {shell_reply, exit_wait}, return_when=asyncio.FIRST_COMPLETED
+                            {shell_reply, exit_wait},
+                            timeout=_SHELL_PROBE_INTERVAL,
+                            return_when=asyncio.FIRST_COMPLETED,
                         )
                     finally:
                         shell_reply.cancel()
                         exit_wait.cancel()
+                    if not done:
+                        # The relay drops a request that arrives before it has reached the
+                        # kernel (it never queues for a kernel that is not there): ask again.
+                        request_ids.add(kc.kernel_info())
+                        continue
                     if exit_wait in done and not exit_wait.cancelled():
                         await self._raise_start_failure(
                             describe_exit(exit_wait.result(), self.memory_limit)
@@ -516,10 +560,14 @@ class SandboxClient:
         """Replace the kernel (files in /workspace stay); return how that went, for messages."""
         assert self._km is not None
         try:
-            await self._km.restart_kernel(now=True)
             # New sockets: libzmq does not reconnect a connection it cut, and nothing queued
-            # for the old kernel (or forged by it) may reach the new one's callers.
-            await self._reconnect()
+            # for the old kernel (or forged by it) may reach the new one's callers. The old ones
+            # close first: left open they reconnect to the new sockets (same path) and, under
+            # the same identity, shut the new ones out of the kernel's ROUTER for good.
+            await self._disconnect()
+            await self._km.restart_kernel(now=True)
+            self._events.clear()
+            self._connect()
             self._broken = None  # a new kernel, new connections: nothing of the old one remains
             self._watch_exit()
             await self._wait_for_kernel(self.startup_timeout)

@@ -6,6 +6,12 @@ bind-mounted into the container, so the container needs no network at all. Once 
 bound its sockets the directory is closed to the sandbox (mode 0711, owned by the host user), so
 code inside can neither replace the sockets nor write files to the host's disk through it.
 
+The host never connects to the kernel's sockets: a relay container (``relay.py``, its own memory
+limit, a uid of its own) forwards every message between them and sockets of its own, in a
+directory the sandbox cannot see, and refuses messages no real kernel sends. libzmq assembles a
+whole many-part message before anyone sees it, so a message too big to hold kills the relay
+(reported as such), never the host's process.
+
 The workspace (``/workspace``) and the packages directory are size-limited tmpfs volumes: writes
 past ``disk_limit`` fail with ENOSPC, and the host's disk is never written. A small "holder"
 container keeps them mounted between kernel containers, so they outlive kernel restarts (each
@@ -51,9 +57,16 @@ from traitlets import Dict, Float, Int, TraitError, Unicode, Union, default, val
 from . import limits
 from .engine import docker_client, remove_quietly
 from .errors import ImageNotFoundError, SandboxError, SandboxStartError
+from .relay import PORTS as _RELAY_PORTS
+from .relay import REFUSED
 from .sandboxes import ROLE_LABEL, SANDBOX_LABEL, default_runtime_root, owner_labels, remove_sandbox
 
 CONTAINER_RUNTIME_DIR = "/run/ai-computer"
+# Where the relay container sees the kernel's runtime directory and its own.
+RELAY_KERNEL_DIR = "/run/kernel"
+RELAY_OWN_DIR = "/run/relay"
+RELAY_USER = "65532:65532"
+"""The relay's uid:gid: neither the sandbox's (1000 or 1001) nor, normally, the host user's."""
 CONTAINER_WORKSPACE = "/workspace"
 CONTAINER_HOME = "/home/sandbox"
 # Packages installed per session; on sys.path through a .pth file in the image.
@@ -61,7 +74,7 @@ CONTAINER_PACKAGES = "/opt/packages"
 DEFAULT_KERNEL_ARGV = ["python", "-m", "ipykernel_launcher", "-f", "{connection_file}"]
 
 # Ports of an ipc:// transport are file-name suffixes: fixed ones are fine in a private directory.
-_IPC_PORTS = {"shell_port": 1, "iopub_port": 2, "stdin_port": 3, "control_port": 4, "hb_port": 5}
+_IPC_PORTS = {f"{name}_port": port for name, port in _RELAY_PORTS.items()}
 # Largest stream message the kernel sends, in characters. ipykernel sends everything written in
 # one 0.2 s flush interval as one message (a single print of 100 MB would be one 100 MB message,
 # after a 400 MB copy in its buffer); the client refuses messages past its size cap. So long
@@ -143,6 +156,8 @@ class ContainerExit:
     exit_code: int | None
     oom_killed: bool
     error: str | None = None
+    reason: str | None = None
+    """What a relay that refused a message said about it (``relay.REFUSED``)."""
 
     @property
     def signal_name(self) -> str | None:
@@ -228,6 +243,18 @@ class DockerSandboxProvisioner(KernelProvisionerBase):
         "(default 1000:1000, or 1001:1001 when this process runs as uid 1000)."
     ).tag(config=True)
     log_max_size = Unicode("1m", help="Largest size of the container's log.").tag(config=True)
+    message_limit = Union(
+        [Int(), Unicode()],
+        default_value=64 * limits.MIB,
+        help="Largest message (all its parts) the relay passes from the kernel (1M to 256M); a "
+        "larger one ends the relay and the kernel must be restarted.",
+    ).tag(config=True)
+    relay_memory_limit = Union(
+        [Int(), Unicode()],
+        default_value=256 * limits.MIB,
+        help="Memory limit of the relay between the kernel and this process (64M to 2G). It "
+        "must hold a few messages of message_limit; a message too big to hold kills it.",
+    ).tag(config=True)
     stop_timeout = Float(5.0, help="Seconds the kernel is given to exit before it is killed.").tag(
         config=True
     )
@@ -266,6 +293,21 @@ class DockerSandboxProvisioner(KernelProvisionerBase):
     @validate("disk_limit")
     def _validate_disk_limit(self, proposal: dict[str, Any]) -> int:
         return self._checked(limits.parse_disk_limit, proposal["value"])
+
+    @validate("message_limit")
+    def _validate_message_limit(self, proposal: dict[str, Any]) -> int:
+        return self._sized("message_limit", proposal["value"], limits.MIB, 256 * limits.MIB)
+
+    @validate("relay_memory_limit")
+    def _validate_relay_memory_limit(self, proposal: dict[str, Any]) -> int:
+        return self._sized("relay_memory_limit", proposal["value"], 64 * limits.MIB, limits.GIB * 2)
+
+    def _sized(self, name: str, value: Any, smallest: int, largest: int) -> int:
+        size = self._checked(partial(limits.parse_size, name=name), value)
+        if not smallest <= size <= largest:
+            allowed = f"{limits.format_size(smallest)} to {limits.format_size(largest)}"
+            raise TraitError(f"{name} {value!r} is out of range (allowed: {allowed})")
+        return size
 
     @validate("tmp_size")
     def _validate_tmp_size(self, proposal: dict[str, Any]) -> str:
@@ -328,6 +370,8 @@ class DockerSandboxProvisioner(KernelProvisionerBase):
         self._container_id: str | None = None
         self._launched = False
         self._exit_future: asyncio.Future[ContainerExit] | None = None
+        self._relay_id: str | None = None
+        self._relay_exit_future: asyncio.Future[ContainerExit] | None = None
         self.last_exit: ContainerExit | None = None
         """How the most recent container ended (kept across restarts, for reporting)."""
 
@@ -337,9 +381,19 @@ class DockerSandboxProvisioner(KernelProvisionerBase):
         return str(self.kernel_id)
 
     @property
-    def runtime_dir(self) -> Path:
-        """This sandbox's runtime directory on the host."""
+    def sandbox_dir(self) -> Path:
+        """This sandbox's private directory on the host (mode 0700): runtime and relay dirs."""
         return Path(self.runtime_root) / self.sandbox_id
+
+    @property
+    def runtime_dir(self) -> Path:
+        """The kernel's runtime directory on the host (connection file, the kernel's sockets)."""
+        return self.sandbox_dir / "kernel"
+
+    @property
+    def relay_dir(self) -> Path:
+        """The relay's sockets, the only ones the host connects to: unseen by the sandbox."""
+        return self.sandbox_dir / "relay"
 
     @property
     def volume_name(self) -> str:
@@ -360,6 +414,11 @@ class DockerSandboxProvisioner(KernelProvisionerBase):
     def container_id(self) -> str | None:
         """Id of the current kernel container, if one was launched and not yet cleaned up."""
         return self._container_id
+
+    @property
+    def relay_id(self) -> str | None:
+        """Id of the current relay container, if one was launched and not yet cleaned up."""
+        return self._relay_id
 
     @property
     def has_process(self) -> bool:
@@ -388,22 +447,26 @@ class DockerSandboxProvisioner(KernelProvisionerBase):
     def _prepare_runtime_dir(self) -> None:
         root = Path(self.runtime_root)
         _private_directory(root)
-        # Inside our private root; open to the sandbox while a kernel starts (below).
-        _private_directory(self.runtime_dir, check_mode=False)
-        # Stale sockets of an earlier kernel would look like the new kernel's (see _await_bind).
-        for entry in list(self.runtime_dir.iterdir()):
-            if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry, ignore_errors=True)
-            else:
-                entry.unlink(missing_ok=True)
-        # The kernel (another uid, in the container) creates its sockets here; the 0700 parent
-        # keeps other host users out, and _close_runtime_dir shuts the sandbox out once they exist.
-        self.runtime_dir.chmod(0o777)
+        _private_directory(self.sandbox_dir)
+        # Inside our private directories; open to the sandbox while a kernel starts (below),
+        # and to the relay (only its container mounts the relay directory).
+        for directory in (self.runtime_dir, self.relay_dir):
+            _private_directory(directory, check_mode=False)
+            # Stale sockets of an earlier kernel would look like the new one's (see _await_bind).
+            for entry in list(directory.iterdir()):
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    entry.unlink(missing_ok=True)
+            # The kernel and the relay (other uids) create their sockets here; the 0700 parents
+            # keep other host users out, and _close_runtime_dir shuts the sandbox out once its
+            # sockets exist.
+            directory.chmod(0o777)
         if not self.connection_info:
             key = getattr(getattr(self.parent, "session", None), "key", None) or new_id_bytes()
             info: dict[str, Any] = {
                 "transport": "ipc",
-                "ip": str(self.runtime_dir / "kernel"),
+                "ip": str(self.relay_dir / "kernel"),
                 "key": key,
                 "signature_scheme": "hmac-sha256",
                 "kernel_name": self.kernel_spec.name if self.kernel_spec else "",
@@ -422,43 +485,58 @@ class DockerSandboxProvisioner(KernelProvisionerBase):
         """Create and start the kernel's container; return the host-side connection info once
         the kernel has bound its sockets (or has exited: the caller's handshake reports that)."""
         await asyncio.to_thread(self._ensure_volumes)
-        # The holder starts alongside the kernel's container: no time is added to a start.
-        started, holder = await asyncio.gather(
+        # The holder and the relay start alongside the kernel's container: little time is
+        # added to a start.
+        started, holder, relay = await asyncio.gather(
             asyncio.to_thread(self._create_and_start, cmd),
             asyncio.to_thread(self._ensure_holder),
+            asyncio.to_thread(self._start_container, self.relay_config(), "relay"),
             return_exceptions=True,
         )
-        if isinstance(started, BaseException) or isinstance(holder, BaseException):
-            if isinstance(started, str):
-                await asyncio.to_thread(self._remove, started, False)
-            raise started if isinstance(started, BaseException) else holder  # type: ignore[misc]
-        container_id, self._container_id, self.workspace_reset = started, started, holder
+        failure = next((r for r in (started, holder, relay) if isinstance(r, BaseException)), None)
+        if failure is not None:
+            for made in (started, relay):
+                if isinstance(made, str):
+                    await asyncio.to_thread(self._remove, made, False)
+            raise failure
+        assert isinstance(started, str) and isinstance(relay, str) and isinstance(holder, bool)
+        self._container_id, self._relay_id, self.workspace_reset = started, relay, holder
         self._launched = True
-        loop = asyncio.get_running_loop()
-        self._exit_future = loop.create_future()
-        threading.Thread(
-            target=self._watch_exit,
-            args=(container_id, loop, self._exit_future),
-            name=f"ai-computer-wait-{container_id[:12]}",
-            daemon=True,
-        ).start()
+        self._exit_future = self._watch(started)
+        self._relay_exit_future = self._watch(relay)
         await self._await_bind()
         return self.connection_info
 
+    def _watch(self, container_id: str) -> asyncio.Future[ContainerExit]:
+        """A future that resolves when the container exits (watched in a dedicated thread)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[ContainerExit] = loop.create_future()
+        threading.Thread(
+            target=self._watch_exit,
+            args=(container_id, loop, future),
+            name=f"ai-computer-wait-{container_id[:12]}",
+            daemon=True,
+        ).start()
+        return future
+
     def _socket_paths(self) -> list[Path]:
-        base = self.runtime_dir / "kernel"
-        return [Path(f"{base}-{port}") for port in _IPC_PORTS.values()]
+        return [
+            directory / f"kernel-{port}"
+            for directory in (self.runtime_dir, self.relay_dir)
+            for port in _IPC_PORTS.values()
+        ]
 
     async def _await_bind(self) -> None:
-        """Wait until the kernel's five sockets exist, then close the runtime directory.
+        """Wait until the kernel's and the relay's sockets exist, then close the runtime
+        directory.
 
         Only ipykernel's own start-up code runs before this: no user code has been sent yet.
         There is no event for "a socket file appeared" short of inotify, hence the short polls.
         """
-        assert self._exit_future is not None
+        assert self._exit_future is not None and self._relay_exit_future is not None
         deadline = time.monotonic() + _BIND_TIMEOUT
         while not all(_is_socket(path) for path in self._socket_paths()):
-            if self._exit_future.done():
+            if self._exit_future.done() or self._relay_exit_future.done():
                 return
             if time.monotonic() > deadline:
                 await self.kill()
@@ -534,6 +612,39 @@ class DockerSandboxProvisioner(KernelProvisionerBase):
             "detach": True,
         }
 
+    def relay_config(self) -> dict[str, Any]:
+        """The relay's container: it forwards the kernel's messages to the host, refusing those
+        no real kernel sends (see ``relay.py``). Nothing of the sandbox is mounted in it but
+        the kernel's sockets (read-only), and the sandbox cannot reach it."""
+        from .relay import __file__ as relay_file
+
+        source = Path(relay_file).read_text()
+        argv = [RELAY_KERNEL_DIR, RELAY_OWN_DIR, str(int(self.message_limit))]
+        memory = int(self.relay_memory_limit)
+        return {
+            "image": self.image,
+            "command": ["python3", "-I", "-c", source, *argv],
+            "user": RELAY_USER,
+            "labels": {SANDBOX_LABEL: self.sandbox_id, ROLE_LABEL: "relay", **owner_labels()},
+            "network_mode": "none",
+            "mem_limit": memory,
+            "memswap_limit": memory,
+            "nano_cpus": int(1e9),
+            "pids_limit": 16,
+            "cap_drop": ["ALL"],
+            "security_opt": ["no-new-privileges"],
+            "read_only": True,
+            "mounts": [
+                Mount(RELAY_KERNEL_DIR, str(self.runtime_dir), type="bind", read_only=True),
+                Mount(RELAY_OWN_DIR, str(self.relay_dir), type="bind"),
+            ],
+            "init": True,
+            "ipc_mode": "private",
+            "ulimits": [Ulimit(name="core", soft=0, hard=0)],
+            "log_config": LogConfig(type="json-file", config={"max-size": "64k", "max-file": "1"}),
+            "detach": True,
+        }
+
     def _create_and_start(self, cmd: list[str]) -> str:
         client = docker_client()
         try:
@@ -544,15 +655,20 @@ class DockerSandboxProvisioner(KernelProvisionerBase):
                 "`ai-computer image build` (or `python -m ai_computer image build`)"
             )
             raise ImageNotFoundError(message) from exc
+        return self._start_container(self.container_config(cmd), "sandbox")
+
+    @staticmethod
+    def _start_container(config: dict[str, Any], role: str) -> str:
+        client = docker_client()
         try:
-            container = client.containers.create(**self.container_config(cmd))
+            container = client.containers.create(**config)
         except docker.errors.DockerException as exc:
-            raise SandboxStartError(f"could not create the sandbox container: {exc}") from exc
+            raise SandboxStartError(f"could not create the {role} container: {exc}") from exc
         try:
             container.start()
         except docker.errors.DockerException as exc:
             container.remove(force=True)
-            raise SandboxStartError(f"could not start the sandbox container: {exc}") from exc
+            raise SandboxStartError(f"could not start the {role} container: {exc}") from exc
         return str(container.id)
 
     def _ensure_volumes(self) -> None:
@@ -632,7 +748,12 @@ class DockerSandboxProvisioner(KernelProvisionerBase):
             api = docker_client().api
             api.wait(container_id, timeout=None)
             state = api.inspect_container(container_id)["State"]
-            ended = ContainerExit(container_id, state.get("ExitCode"), bool(state.get("OOMKilled")))
+            code, oom_killed = state.get("ExitCode"), bool(state.get("OOMKilled"))
+            reason = None
+            if code == REFUSED and not oom_killed:  # a relay's last words (relay.py)
+                last = api.logs(container_id, stdout=False, stderr=True, tail=1)
+                reason = last.decode("utf-8", "replace").strip()[:200] or None
+            ended = ContainerExit(container_id, code, oom_killed, reason=reason)
         except Exception as exc:  # the engine went away, or the container was removed under us
             ended = ContainerExit(
                 container_id, None, False, error=f"lost track of the container: {exc}"
@@ -655,14 +776,24 @@ class DockerSandboxProvisioner(KernelProvisionerBase):
         self.last_exit = ended
         return ended
 
+    async def relay_exited(self) -> ContainerExit:
+        """Wait until the current relay exits; say how it ended."""
+        if self._relay_exit_future is None:
+            raise SandboxError("no sandbox relay has been launched")
+        return await asyncio.shield(self._relay_exit_future)
+
     # -- the Popen-like contract -------------------------------------------------------------
 
     async def poll(self) -> int | None:
-        """None while the container runs, else its exit code (-1 if it was lost)."""
-        if self._exit_future is None or not self._exit_future.done():
+        """None while the kernel's container and its relay run, else an exit code (-1 if it
+        was lost): without its relay a kernel cannot be reached, so Jupyter restarts both."""
+        if self._exit_future is not None and self._exit_future.done():
+            ended = self._exit_future.result()
+            self.last_exit = ended
+        elif self._relay_exit_future is not None and self._relay_exit_future.done():
+            ended = self._relay_exit_future.result()
+        else:
             return None
-        ended = self._exit_future.result()
-        self.last_exit = ended
         return ended.exit_code if ended.exit_code is not None else -1
 
     async def wait(self) -> int | None:
@@ -675,7 +806,7 @@ class DockerSandboxProvisioner(KernelProvisionerBase):
 
     async def send_signal(self, signum: int) -> None:
         """Signal the kernel (the container's init forwards it to the kernel process)."""
-        if self._container_id is None or await self.poll() is not None:
+        if self._container_id is None or self._exit_future is None or self._exit_future.done():
             return
         await asyncio.to_thread(self._signal_container, self._container_id, signum)
 
@@ -700,11 +831,14 @@ class DockerSandboxProvisioner(KernelProvisionerBase):
     async def cleanup(self, restart: bool = False) -> None:
         """Remove the container; unless restarting, also the workspace volume and runtime dir."""
         container_id, self._container_id = self._container_id, None
+        relay_id, self._relay_id = self._relay_id, None
         if container_id is not None and self._exit_future is not None:
             if not self._exit_future.done():
                 await asyncio.to_thread(self._signal_container, container_id, signal.SIGKILL)
             await self.exited()
         self._launched = False
+        if relay_id is not None:  # a new launch starts a new relay (libzmq state and all)
+            await asyncio.to_thread(self._remove, relay_id, False)
         await asyncio.to_thread(self._remove, container_id, not restart)
         if not restart:
             self.connection_info = {}
@@ -722,8 +856,10 @@ class DockerSandboxProvisioner(KernelProvisionerBase):
     async def get_provisioner_info(self) -> dict[str, Any]:
         info: dict[str, Any] = await super().get_provisioner_info()
         info["container_id"] = self._container_id
+        info["relay_id"] = self._relay_id
         return info
 
     async def load_provisioner_info(self, provisioner_info: dict[str, Any]) -> None:
         await super().load_provisioner_info(provisioner_info)
         self._container_id = provisioner_info.get("container_id")
+        self._relay_id = provisioner_info.get("relay_id")

@@ -104,7 +104,8 @@ async def test_containers_get_nothing_that_widens_isolation(
 ) -> None:
     selector = {"label": f"{SANDBOX_LABEL}={shared_sandbox.sandbox_id}"}
     containers = docker_engine.containers.list(filters=selector)
-    assert len(containers) == 2  # the kernel and the holder of its volumes
+    assert len(containers) == 3  # the kernel, the holder of its volumes, and the relay
+    sandbox_dir = f"/{shared_sandbox.sandbox_id}/"
     for container in containers:
         host = container.attrs["HostConfig"]
         assert host["Privileged"] is False
@@ -115,8 +116,19 @@ async def test_containers_get_nothing_that_widens_isolation(
         assert host["SecurityOpt"] == ["no-new-privileges"]
         assert host["ReadonlyRootfs"] is True
         assert not host["Binds"]
-        binds = [m for m in container.attrs["Mounts"] if m["Type"] == "bind"]
-        # The one host directory: the sandbox's own runtime directory (sockets, connection file)
-        assert [m["Destination"] for m in binds] in ([], ["/run/ai-computer"])
-        assert all(m["Source"].endswith(shared_sandbox.sandbox_id) for m in binds)
+        binds = {
+            m["Destination"]: (m["Source"], m["RW"])
+            for m in container.attrs["Mounts"]
+            if m["Type"] == "bind"
+        }
+        # The host directories: the kernel's runtime directory (sockets, connection file) and,
+        # for the relay only, its own sockets' directory, which no sandbox container sees.
+        assert sorted(binds) in ([], ["/run/ai-computer"], ["/run/kernel", "/run/relay"])
+        assert all(sandbox_dir in source for source, _ in binds.values())
+        if "/run/relay" in binds:
+            assert binds["/run/kernel"][1] is False  # read-only: the relay only connects
+            assert binds["/run/relay"][0].endswith(f"{sandbox_dir}relay")
+            assert container.attrs["Config"]["User"] == "65532:65532"
+        else:
+            assert all(source.endswith(f"{sandbox_dir}kernel") for source, _ in binds.values())
         assert container.attrs["Config"]["User"] not in ("", "0", "root", "0:0")

@@ -4,9 +4,13 @@ kernel never sends marks the sandbox broken until restart(), and restart() recov
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
 from textwrap import dedent
 
+import docker
 import pytest
 from sandbox_checks import still_works
 
@@ -98,8 +102,14 @@ async def test_forged_messages_signed_with_the_key_lie_only_about_their_own_outp
         ),
         pytest.param(
             "forge('stream', {'name': 'stdout', 'text': 'z' * 60_000_000})",
-            "its kernel's connection was cut (a message over the size limit?)",
+            "it sent a message of 6000",  # refused by the relay: bytes over its limit
             id="over-the-size-limit",
+        ),
+        pytest.param(
+            "big = b'x' * (14 << 20)\n"
+            "k.iopub_socket.send_multipart([b'x', b'<IDS|MSG>'] + [big] * 40, copy=False)",
+            "it sent a message too big to hold (its relay was killed: memory limit 256M exceeded)",
+            id="many-big-parts",
         ),
     ],
 )
@@ -120,3 +130,45 @@ async def test_protocol_violation_breaks_the_sandbox_until_restart(
     kept = await hostile.execute_code("open('survivor.txt').read()")
     assert kept.data["result"] == "'kept'"
     await still_works(hostile)
+
+
+CLIENT_UNDER_MANY_PARTS = dedent("""
+    import asyncio, json, resource, time
+    from ai_computer import SandboxClient
+
+    ATTACK = (
+        "k = get_ipython().kernel\\nbig = b'x' * (14 << 20)\\n"
+        "k.iopub_socket.send_multipart([b'x', b'<IDS|MSG>'] + [big] * 100, copy=False)\\n"
+        "import time; time.sleep(5)"
+    )
+
+    async def main():
+        async with SandboxClient(memory_limit="512M", output_limit="1M", timeout=30) as client:
+            started = time.monotonic()
+            response = await client.execute_code(ATTACK)
+            seconds = time.monotonic() - started
+            restarted = await client.restart()
+            last = await client.execute_code('1 + 1')
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        print(json.dumps({'error': response.error, 'seconds': seconds, 'peak': peak,
+                          'restarted': restarted.success, 'last': last.data['result']}))
+
+    asyncio.run(main())
+""")
+
+
+def test_many_part_messages_leave_the_client_memory_bounded(
+    docker_engine: docker.DockerClient,
+) -> None:
+    # 100 parts of 14 MiB (1.4 GB, one reused buffer in the sandbox) on IOPub: the
+    # relay must hold a message whole (libzmq) and is killed by its memory limit; the client,
+    # in a process of its own so that its peak memory is its alone, never sees the message.
+    done = subprocess.run(
+        [sys.executable, "-c", CLIENT_UNDER_MANY_PARTS], capture_output=True, text=True, timeout=110
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["error"].startswith("the sandbox is broken: it sent a message too big to hold")
+    assert report["seconds"] < 5
+    assert report["restarted"] and report["last"] == "2"
+    assert report["peak"] < 300 * (1 << 20), report["peak"]
