@@ -559,7 +559,10 @@ class DockerSandboxProvisioner(KernelProvisionerBase):
         environment = {
             "HOME": CONTAINER_HOME,
             "PYTHONDONTWRITEBYTECODE": "1",
-            # Numeric libraries size their thread pools from the host's CPU count otherwise.
+            # Numeric libraries size their thread pools from the host's CPU count otherwise;
+            # PYTHON_CPU_COUNT is what os.cpu_count() returns (see the image's Dockerfile), and
+            # nproc follows OMP_NUM_THREADS.
+            "PYTHON_CPU_COUNT": threads,
             "OMP_NUM_THREADS": threads,
             "OPENBLAS_NUM_THREADS": threads,
             "MKL_NUM_THREADS": threads,

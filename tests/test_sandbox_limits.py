@@ -36,8 +36,11 @@ async def test_chosen_limits_are_enforced_by_the_cgroup(docker_engine: docker.Do
         assert memsw is None or int(memsw) == 384 * MIB  # swap off (when the kernel accounts swap)
         assert int(quota) / int(period) == 1.5
         assert pids == "256"
-        env = await client.execute_code("import os; os.environ['OMP_NUM_THREADS']")
-        assert env.data["result"] == "'2'"
+        # 1.5 CPUs are 2 threads' worth.
+        counts = await client.execute_code(
+            "import os\n(os.environ['OMP_NUM_THREADS'], os.cpu_count())"
+        )
+        assert counts.data["result"] == "('2', 2)"
 
 
 async def test_defaults_are_512m_and_one_cpu(shared_sandbox: SandboxClient) -> None:
@@ -49,3 +52,18 @@ async def test_defaults_are_512m_and_one_cpu(shared_sandbox: SandboxClient) -> N
     )
     assert int(memory) == 512 * MIB
     assert int(quota) == int(period)
+
+
+async def test_the_sandbox_sees_its_cpu_limit_as_its_cpu_count(
+    shared_sandbox: SandboxClient,
+) -> None:
+    # Pools sized by the host's cores (2 on CI's machine) would oversubscribe a 1-CPU quota.
+    counts = await shared_sandbox.execute_code(
+        "import os, multiprocessing, concurrent.futures as cf\n"
+        "(os.cpu_count(), multiprocessing.cpu_count(), cf.ThreadPoolExecutor()._max_workers)"
+    )
+    assert counts.data["result"] == "(1, 1, 5)"
+    shell = await shared_sandbox.execute_shell(
+        "sh", ["-c", "nproc; python -c 'import os; print(os.cpu_count())'"]
+    )
+    assert shell.data["stdout"] == "1\n1\n"
