@@ -485,6 +485,8 @@ class SandboxClient:
                 yield event
             if record.finished:
                 await self._collect_reply(msg_id, record)
+                if record.error is not None:
+                    await self._list_changed_files(record)
                 return
             if record.failure is None:  # the deadline passed
                 assert limit is not None
@@ -537,6 +539,7 @@ class SandboxClient:
             pass
         if grace.finished:
             await self._collect_reply(msg_id, record)
+            await self._list_changed_files(record)
             for event in record.fail(timed_out):
                 yield event
             return
@@ -580,6 +583,16 @@ class SandboxClient:
                 "e.g. by a restart of the Docker engine)"
             )
         return "restarted (variables lost, files in /workspace kept)"
+
+    async def _list_changed_files(self, record: ExecutionRecord) -> None:
+        """Fill ``data["files"]`` after code that raised (or was interrupted): ipykernel skips
+        ``user_expressions`` then. A silent execution does not restart the changed-files clock
+        (IPython runs no pre_run_cell hooks for it), so it lists what the failed code changed."""
+        if self._kc is None or self._broken is not None:
+            return
+        expressions = {"files": CHANGED_FILES_EXPRESSION}
+        msg_id = self._kc.execute("", silent=True, allow_stdin=False, user_expressions=expressions)
+        await self._collect_reply(msg_id, record)
 
     async def _collect_reply(self, msg_id: str, record: ExecutionRecord) -> None:
         """Read the shell reply of ``msg_id`` (it precedes idle) so replies never pile up."""

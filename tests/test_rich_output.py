@@ -41,4 +41,15 @@ async def test_changed_files_are_listed(shared_sandbox: SandboxClient) -> None:
     assert first.data["files"] == [{"path": "/workspace/out/report.csv", "size": 8}]
     unchanged = await shared_sandbox.execute_code("len(open('out/report.csv').read())")
     assert unchanged.data["files"] == []
+    # ipykernel skips user_expressions for code that raised: the files are listed all the same.
+    failed = await shared_sandbox.execute_code("open('out/partial.csv', 'w').write('a'); 1 / 0")
+    assert failed.error == "ZeroDivisionError: division by zero"
+    assert failed.data["files"] == [{"path": "/workspace/out/partial.csv", "size": 1}]
+    timed_out = await shared_sandbox.execute_code(
+        "import time; open('out/slow.txt', 'w').write('ab'); time.sleep(30)", timeout=1
+    )
+    assert timed_out.error == "execution timed out after 1 s"
+    assert timed_out.data["files"] == [{"path": "/workspace/out/slow.txt", "size": 2}]
+    after = await shared_sandbox.execute_code("1 + 1")
+    assert (after.data["result"], after.data["files"]) == ("2", [])
     await shared_sandbox.fs.remove("out")
