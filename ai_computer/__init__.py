@@ -17,6 +17,7 @@ from .errors import (
     SandboxStateError,
 )
 from .models import FileOperationResponse, SandboxResponse, StreamEvent
+from .pool import SandboxPool
 
 __version__ = "0.1.0"
 
@@ -27,6 +28,7 @@ __all__ = [
     "ImageNotFoundError",
     "SandboxClient",
     "SandboxError",
+    "SandboxPool",
     "SandboxResponse",
     "SandboxStartError",
     "SandboxStateError",

@@ -225,6 +225,12 @@ class SandboxClient:
     ) -> None:
         await self.cleanup()
 
+    async def _is_usable(self) -> bool:
+        """Ready, not broken, its kernel and relay running (for pools: checked before reuse)."""
+        if self._state is not _State.READY or self._broken is not None:
+            return False
+        return await self._provisioner.poll() is None
+
     def _describe(self) -> dict[str, Any]:
         return {
             "sandbox_id": self.sandbox_id,

@@ -16,7 +16,7 @@ from functools import partial
 
 from jupyter_client.manager import AsyncKernelManager
 
-from ai_computer import SandboxClient
+from ai_computer import SandboxClient, SandboxPool
 
 
 def percentile(samples: list[float], fraction: float) -> float:
@@ -68,6 +68,21 @@ async def sandbox_figures(
     return start_times, execute_times, cleanup_times
 
 
+async def pool_figures(acquires: int) -> tuple[list[float], list[float]]:
+    """A sandbox from a pool with one idle: the wait for it, and until its first result."""
+    acquire_times, first_result_times = [], []
+    async with SandboxPool(size=1) as pool:
+        for _ in range(acquires):
+            await pool.start()  # the replacement of the last one is idle again
+            started = time.perf_counter()
+            client = await pool.acquire()
+            acquire_times.append(time.perf_counter() - started)
+            await client.execute_code("1+1")
+            first_result_times.append(time.perf_counter() - started)
+            await client.cleanup()
+    return acquire_times, first_result_times
+
+
 async def sandbox_io_figures(executes: int) -> dict[str, list[float]]:
     """Costs beyond the kernel: the changed-files scan, file transfers, a package install."""
     figures: dict[str, list[float]] = {}
@@ -96,7 +111,7 @@ async def sandbox_io_figures(executes: int) -> dict[str, list[float]]:
 
 def row(name: str, samples: list[float], baseline: list[float] | None = None) -> str:
     p50, p90 = percentile(samples, 0.5) * 1000, percentile(samples, 0.9) * 1000
-    line = f"{name:<44} p50 {p50:8.1f} ms   p90 {p90:8.1f} ms   n={len(samples)}"
+    line = f"{name:<44} p50 {p50:9.2f} ms   p90 {p90:9.2f} ms   n={len(samples)}"
     if baseline:
         line += f"   x{p50 / (percentile(baseline, 0.5) * 1000):.2f} of local"
     return line
@@ -119,6 +134,9 @@ async def main() -> None:
     print(row("local ipykernel: execute 1+1", local_execute))
     print(row("sandbox: execute_code('1+1')", sandbox_execute, local_execute))
     print(row("sandbox: cleanup()", sandbox_cleanup))
+    pool_acquire, pool_first_result = await pool_figures(args.starts)
+    print(row("pool: acquire(), one idle", pool_acquire, local_start))
+    print(row("pool: acquire() + execute_code('1+1')", pool_first_result, local_start))
     for name, samples in (await sandbox_io_figures(args.executes)).items():
         print(row(name, samples))
 
