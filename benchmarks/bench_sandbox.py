@@ -68,6 +68,26 @@ async def sandbox_figures(
     return start_times, execute_times, cleanup_times
 
 
+async def restart_figures(restarts: int) -> tuple[list[float], list[float]]:
+    """restart() of a sandbox, against a local kernel's restart_kernel() + wait_for_ready()."""
+    km = AsyncKernelManager(kernel_name="python3")
+    await km.start_kernel()
+    kc = km.client()
+    kc.start_channels()
+    await kc.wait_for_ready(timeout=60)
+
+    async def restart_local() -> None:
+        await km.restart_kernel(now=True)
+        await kc.wait_for_ready(timeout=60)
+
+    local = [await timed(restart_local) for _ in range(restarts)]
+    kc.stop_channels()
+    await km.shutdown_kernel(now=True)
+    async with SandboxClient() as client:
+        sandbox = [await timed(client.restart) for _ in range(restarts)]
+    return local, sandbox
+
+
 async def pool_figures(acquires: int) -> tuple[list[float], list[float]]:
     """A sandbox from a pool with one idle: the wait for it, and until its first result."""
     acquire_times, first_result_times = [], []
@@ -134,6 +154,9 @@ async def main() -> None:
     print(row("local ipykernel: execute 1+1", local_execute))
     print(row("sandbox: execute_code('1+1')", sandbox_execute, local_execute))
     print(row("sandbox: cleanup()", sandbox_cleanup))
+    local_restart, sandbox_restart = await restart_figures(args.starts)
+    print(row("local ipykernel: restart + ready", local_restart))
+    print(row("sandbox: restart()", sandbox_restart, local_restart))
     pool_acquire, pool_first_result = await pool_figures(args.starts)
     print(row("pool: acquire(), one idle", pool_acquire, local_start))
     print(row("pool: acquire() + execute_code('1+1')", pool_first_result, local_start))
