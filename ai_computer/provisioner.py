@@ -134,12 +134,47 @@ OutStream._flush_buffers, OutStream.write = chunked_flush, Write()
 from IPython import get_ipython
 get_ipython().history_manager.outputs = NoOutputs()
 """
-# The kernel gets a small, explicit environment; nothing from the host's leaks in. The start-up
-# line runs in a namespace of its own, so nothing appears among the user's variables.
-_KERNEL_ARGS = [
-    "--HistoryManager.enabled=False",
-    f"--IPKernelApp.exec_lines=exec({_CHUNKED_STREAMS!r}, {{}})",
-]
+# Room left in a message for what the relay counts besides header and content (routing ids,
+# signature, metadata).
+_MESSAGE_MARGIN = 64 * 1024
+# Output too big for one message (a 20 MB HTML display, an exception with a 20 MB message) would
+# make the relay refuse it and break the sandbox: the kernel sends a notice in its place instead.
+# Cooperative, like the stream limits above: code that undoes it breaks only its own sandbox.
+_BOUNDED_MESSAGES = """
+from jupyter_client.session import Session
+serialize = Session.serialize
+def bounded_serialize(self, msg, ident=None):
+    frames = serialize(self, msg, ident)
+    size = sum(len(frame) for frame in frames)
+    content = msg.get('content') if isinstance(msg, dict) else None
+    if size <= LIMIT or not isinstance(content, dict):
+        return frames
+    msg_type = msg['header']['msg_type']
+    notice = (f'[{msg_type} of {size / 1048576:.1f}M not shown: the sandbox sends at most '
+              f'{LIMIT / 1048576:.1f}M in one message]')
+    if 'data' in content:  # display_data, update_display_data, execute_result
+        content = dict(content, data={'text/plain': notice}, metadata={})
+    elif 'traceback' in content:  # error, and the execute_reply of an error
+        evalue = str(content.get('evalue', ''))
+        content = dict(content, evalue=evalue[:1000], traceback=[notice])
+    else:
+        return frames
+    return serialize(self, dict(msg, content=content), ident)
+Session.serialize = bounded_serialize
+"""
+
+
+def kernel_arguments(message_limit: int) -> list[str]:
+    """ipykernel options for a sandbox kernel: no history database, and the start-up patches
+    (bounded streams and messages), run in a namespace of their own so nothing appears among
+    the user's variables."""
+    bounded = _BOUNDED_MESSAGES.replace("LIMIT", str(message_limit - _MESSAGE_MARGIN))
+    return [
+        "--HistoryManager.enabled=False",
+        f"--IPKernelApp.exec_lines=exec({_CHUNKED_STREAMS!r}, {{}})",
+        f"--IPKernelApp.exec_lines=exec({bounded!r}, {{}})",
+    ]
+
 # The kernel binds its sockets within this time of its container starting, or it is a failure.
 _BIND_TIMEOUT = 60.0
 # Keyword arguments jupyter_client passes to every provisioner, besides the configured traits.
@@ -441,7 +476,7 @@ class DockerSandboxProvisioner(KernelProvisionerBase):
         connection_file = f"{CONTAINER_RUNTIME_DIR}/connection.json"
         kernel_cmd = [arg.replace("{connection_file}", connection_file) for arg in argv]
         extra = kwargs.pop("extra_arguments", None) or []
-        kwargs["cmd"] = [*kernel_cmd, *_KERNEL_ARGS, *extra]
+        kwargs["cmd"] = [*kernel_cmd, *kernel_arguments(int(self.message_limit)), *extra]
         return kwargs
 
     def _prepare_runtime_dir(self) -> None:

@@ -61,6 +61,25 @@ async def test_invalid_utf8_and_lone_surrogates_arrive_replaced(hostile: Sandbox
     await still_works(hostile)
 
 
+async def test_outputs_too_big_for_one_message_become_notices(hostile: SandboxClient) -> None:
+    # A display, a result or an exception too big for one message would make the relay refuse
+    # it and break the sandbox (a restart, variables lost): the kernel sends a notice instead.
+    await hostile.execute_code("kept = 'state'")
+    shown = await hostile.execute_code(
+        "from IPython.display import HTML, display\ndisplay(HTML('x' * (20 << 20)))\nprint('after')"
+    )
+    assert shown.success, shown.error
+    assert shown.data["output"] == "after\n"
+    [bundle] = shown.data["display"]
+    assert bundle["text/plain"].startswith("[display_data of 20.0M not shown: the sandbox sends")
+    result = await hostile.execute_code("'z' * (20 << 20)")
+    assert result.data["result"].startswith("[execute_result of 20.0M not shown")
+    raised = await hostile.execute_code("raise ValueError('y' * (20 << 20))")
+    assert raised.error.startswith("ValueError: yyy") and len(raised.error) < 2000
+    assert raised.data["error"]["traceback"][0].startswith("[error of ")
+    assert (await hostile.execute_code("kept")).data["result"] == "'state'"
+
+
 async def test_container_log_stays_small(
     docker_engine: docker.DockerClient, hostile: SandboxClient
 ) -> None:
