@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 from collections import deque
 from collections.abc import AsyncIterator
-from types import TracebackType
 from typing import Any
 
 from .client import SandboxClient
@@ -97,12 +96,7 @@ class SandboxPool:
         await self.start()
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
     def _require_open(self) -> None:
