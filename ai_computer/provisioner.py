@@ -175,6 +175,7 @@ def kernel_arguments(message_limit: int) -> list[str]:
         f"--IPKernelApp.exec_lines=exec({bounded!r}, {{}})",
     ]
 
+
 # The kernel binds its sockets within this time of its container starting, or it is a failure.
 _BIND_TIMEOUT = 60.0
 # Keyword arguments jupyter_client passes to every provisioner, besides the configured traits.
