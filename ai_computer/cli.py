@@ -141,6 +141,12 @@ def _add_kernelspec_commands(commands: _Commands) -> None:
     install.add_argument("--name", help="kernel name (default: derived from the limits)")
     install.add_argument("--display-name", help="name shown in the launcher (default: derived)")
     _add_limit_arguments(install, defaults="the kernelspec's default")
+    install.add_argument(
+        "--prestart",
+        type=_limit_argument(limits.parse_prestart),
+        help="spare sandboxes a Jupyter server keeps started, so a new notebook's kernel "
+        "takes one at once (0 to 8; default 0). Each uses its memory while idle",
+    )
     install.set_defaults(handler=_kernelspec_install)
 
     listing = kernelspec_commands.add_parser(
@@ -161,6 +167,7 @@ def _kernelspec_install(arguments: argparse.Namespace) -> int:
             memory_limit=arguments.memory_limit,
             cpu_limit=arguments.cpu_limit,
             image=arguments.image,
+            prestart=arguments.prestart,
         )
     except ValueError as exc:  # e.g. a kernel name Jupyter does not allow
         print(f"{_PROGRAM}: error: {exc}", file=sys.stderr)

@@ -120,6 +120,7 @@ def install(
     memory_limit: str | int | None = None,
     cpu_limit: float | str | None = None,
     image: str | None = None,
+    prestart: int | None = None,
     kernel_spec_manager: KernelSpecManager | None = None,
 ) -> InstalledKernelSpec:
     """Install the sandbox kernelspec, or a variant with other limits, through KernelSpecManager.
@@ -132,6 +133,8 @@ def install(
     (limits other than the shipped ones) gets its own name and a display name stating its limits,
     e.g. ``ai-computer-sandbox-2g-4cpu`` and "AI Computer Sandbox (2 GB, 4 CPUs)", unless
     ``name`` / ``display_name`` say otherwise. Installing replaces a kernelspec of the same name.
+    ``prestart`` (0 to 8) keeps that many spare sandboxes started in a Jupyter server, so that
+    opening a notebook does not wait for one.
     """
     if user and prefix is not None:
         raise ValueError("choose one of user=True or prefix, not both")
@@ -159,6 +162,8 @@ def install(
     }
     if image is not None:
         config["image"] = image
+    if prestart:  # spare sandboxes kept started by the Jupyter server (see prestart.py)
+        config["prestart"] = limits.parse_prestart(prestart)
     spec = kernel_json(config, display_name=display_name)
 
     specs = kernel_spec_manager or KernelSpecManager()

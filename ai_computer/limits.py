@@ -27,6 +27,7 @@ DEFAULT_OUTPUT_LIMIT = 10 * MIB
 DEFAULT_DISK_LIMIT = 256 * MIB
 MIN_DISK_LIMIT = 16 * MIB
 MAX_DISK_LIMIT = 2 * GIB
+MAX_PRESTART = 8
 
 _UNITS = {"": 1, "b": 1, "k": KIB, "m": MIB, "g": GIB}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]?)(?:i?b)?\s*$", re.IGNORECASE)
@@ -102,6 +103,14 @@ def parse_cpu_limit(value: float | int | str) -> float:
         )
         raise ValueError(f"cpu_limit {value!r} {relation} cores (allowed: 0.1 to 4)")
     return cpus
+
+
+def parse_prestart(value: int | str) -> int:
+    """Validate a number of spare sandboxes to keep started (``prestart``): 0 to 8."""
+    text = str(value).strip()
+    if isinstance(value, bool) or not text.isdigit() or int(text) > MAX_PRESTART:
+        raise ValueError(f"prestart {value!r} is not a whole number from 0 to {MAX_PRESTART}")
+    return int(text)
 
 
 def parse_timeout(value: float | int | None, *, name: str = "timeout") -> float | None:

@@ -54,7 +54,7 @@ from jupyter_client.provisioning.provisioner_base import KernelProvisionerBase
 from jupyter_client.session import new_id_bytes
 from traitlets import Dict, Float, Int, TraitError, Unicode, Union, default, validate
 
-from . import limits
+from . import limits, prestart
 from .engine import docker_client, remove_quietly
 from .errors import ImageNotFoundError, SandboxError, SandboxStartError
 from .relay import PORTS as _RELAY_PORTS
@@ -294,6 +294,12 @@ class DockerSandboxProvisioner(KernelProvisionerBase):
     stop_timeout = Float(5.0, help="Seconds the kernel is given to exit before it is killed.").tag(
         config=True
     )
+    prestart = Int(
+        0,
+        help="Spare sandboxes of this configuration kept started in this process (0 to 8), so "
+        "that a kernel launch takes one at once (see prestart.py). Each costs its memory while "
+        "idle. For Jupyter servers; leave it 0 for one-off runs.",
+    ).tag(config=True)
 
     @default("image")
     def _default_image(self) -> str:
@@ -344,6 +350,10 @@ class DockerSandboxProvisioner(KernelProvisionerBase):
             allowed = f"{limits.format_size(smallest)} to {limits.format_size(largest)}"
             raise TraitError(f"{name} {value!r} is out of range (allowed: {allowed})")
         return size
+
+    @validate("prestart")
+    def _validate_prestart(self, proposal: dict[str, Any]) -> int:
+        return self._checked(limits.parse_prestart, proposal["value"])
 
     @validate("tmp_size")
     def _validate_tmp_size(self, proposal: dict[str, Any]) -> str:
@@ -410,11 +420,14 @@ class DockerSandboxProvisioner(KernelProvisionerBase):
         self._relay_exit_future: asyncio.Future[ContainerExit] | None = None
         self.last_exit: ContainerExit | None = None
         """How the most recent container ended (kept across restarts, for reporting)."""
+        self._sandbox_id: str | None = None  # a spare's, once this kernel took it
+        self._took_spare = False
 
     @property
     def sandbox_id(self) -> str:
-        """The sandbox's id: the kernel id, stable across kernel restarts."""
-        return str(self.kernel_id)
+        """The sandbox's id, stable across kernel restarts: the kernel id, or the id of the
+        spare sandbox the kernel took (``prestart``)."""
+        return self._sandbox_id or str(self.kernel_id)
 
     @property
     def sandbox_dir(self) -> Path:
@@ -471,6 +484,12 @@ class DockerSandboxProvisioner(KernelProvisionerBase):
         kwargs = await super().pre_launch(**kwargs)
         kwargs.pop("env", None)
         kwargs.pop("cwd", None)
+        if self.prestart and not self.connection_info:  # a first launch: a spare will do
+            spare = await prestart.take(self)
+            if spare is not None:
+                self._take_over(spare)
+                kwargs["cmd"] = []  # nothing to launch: launch_kernel() returns the spare's
+                return kwargs
         await asyncio.to_thread(self._prepare_runtime_dir)
         argv = list(self.kernel_spec.argv) if self.kernel_spec and self.kernel_spec.argv else []
         argv = argv or list(DEFAULT_KERNEL_ARGV)
@@ -517,9 +536,22 @@ class DockerSandboxProvisioner(KernelProvisionerBase):
         path.write_text(json.dumps(inside))
         path.chmod(0o644)
 
+    def _take_over(self, spare: DockerSandboxProvisioner) -> None:
+        """Become the provisioner of a launched spare sandbox (its kernel is this kernel now)."""
+        self._sandbox_id, self._took_spare = spare.sandbox_id, True
+        self.connection_info = spare.connection_info
+        self._container_id, self._relay_id = spare.container_id, spare.relay_id
+        self._exit_future, self._relay_exit_future = spare._exit_future, spare._relay_exit_future
+        self.workspace_reset = spare.workspace_reset
+        self._launched = True
+
     async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> KernelConnectionInfo:
         """Create and start the kernel's container; return the host-side connection info once
         the kernel has bound its sockets (or has exited: the caller's handshake reports that)."""
+        if self._took_spare:
+            self._took_spare = False
+            prestart.replenish(self)
+            return self.connection_info
         await asyncio.to_thread(self._ensure_volumes)
         # The holder and the relay start alongside the kernel's container: little time is
         # added to a start.
@@ -541,6 +573,8 @@ class DockerSandboxProvisioner(KernelProvisionerBase):
         self._exit_future = self._watch(started)
         self._relay_exit_future = self._watch(relay)
         await self._await_bind()
+        if self.prestart:  # after this kernel's own start, which spares would slow down
+            prestart.replenish(self)
         return self.connection_info
 
     def _watch(self, container_id: str) -> asyncio.Future[ContainerExit]:

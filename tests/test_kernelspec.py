@@ -72,6 +72,8 @@ def test_install_default_and_variants_into_a_prefix(tmp_path: Path) -> None:
         (["--memory-limit", "lots"], "memory_limit 'lots' is not a size"),
         (["--cpu-limit", "8"], "cpu_limit '8' exceeds the maximum of 4"),
         (["--name", "no spaces"], "kernel name 'no spaces' is not allowed"),
+        (["--prestart", "9"], "prestart '9' is not a whole number from 0 to 8"),
+        (["--prestart", "-1"], "prestart '-1' is not a whole number from 0 to 8"),
     ],
 )
 def test_bad_values_are_refused_before_anything_is_installed(
@@ -108,3 +110,10 @@ def test_in_memory_spec_is_the_shipped_one_with_config_laid_over() -> None:
         "cpu_limit": 1,
         "pids_limit": 64,
     }
+
+
+def test_prestart_is_written_into_the_provisioner_config(tmp_path: Path) -> None:
+    command = ["kernelspec", "install", "--prefix", str(tmp_path), "--name", "quick"]
+    assert main([*command, "--prestart", "2"]) == 0
+    config = _specs(tmp_path).get_kernel_spec("quick").metadata["kernel_provisioner"]["config"]
+    assert config["prestart"] == 2

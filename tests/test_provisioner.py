@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import docker
@@ -64,3 +65,77 @@ def test_bad_kernelspec_config_is_refused_with_the_allowed_range() -> None:
         DockerSandboxProvisioner(memory_limit="8G")
     with pytest.raises(TraitError, match="sandbox_user '0:0'"):
         DockerSandboxProvisioner(sandbox_user="0:0")
+
+
+async def _run(km: AsyncKernelManager, code: str) -> str:
+    """Run ``code`` in the kernel; return what it printed."""
+    kc = km.client()
+    kc.start_channels()
+    try:
+        await kc.wait_for_ready(timeout=60)
+        printed: list[str] = []
+        reply = await kc.execute_interactive(
+            code, timeout=30, output_hook=lambda msg: printed.append(msg["content"].get("text", ""))
+        )
+        assert reply["content"]["status"] == "ok"
+        return "".join(printed)
+    finally:
+        kc.stop_channels()
+
+
+async def test_prestart_hands_each_kernel_a_fresh_spare_sandbox(
+    docker_engine: docker.DockerClient, tmp_path: Path
+) -> None:
+    from ai_computer import kernelspec, prestart
+
+    specs = KernelSpecManager(kernel_dirs=[str(tmp_path / "share" / "jupyter" / "kernels")])
+    kernelspec.install(
+        prefix=str(tmp_path), name="sandbox-prestart", prestart=1, kernel_spec_manager=specs
+    )
+    started: list[AsyncKernelManager] = []
+    sandbox_ids: list[str] = []
+
+    async def start() -> AsyncKernelManager:
+        km = AsyncKernelManager(kernel_name="sandbox-prestart", kernel_spec_manager=specs)
+        started.append(km)
+        await km.start_kernel()
+        sandbox_ids.append(km.provisioner.sandbox_id)
+        return km
+
+    async def spare_ready() -> None:
+        while not any(spares.ready for spares in prestart._SPARES.values()):
+            await asyncio.sleep(0.05)
+
+    try:
+        first = await start()  # nothing spare yet: its own sandbox, then a spare starts
+        assert sandbox_ids[0] == first.kernel_id
+        await asyncio.wait_for(spare_ready(), 60)
+        second = await start()  # takes the spare
+        assert sandbox_ids[1] != second.kernel_id
+        report = "import os; print(os.environ['AI_COMPUTER_SANDBOX_ID'], sorted(os.listdir()))"
+        assert await _run(second, "open('kept.txt', 'w').write('x')\n" + report) == (
+            f"{sandbox_ids[1]} ['kept.txt']\n"
+        )
+        await second.restart_kernel(now=True)  # the spare's workspace stays with the kernel
+        assert await _run(second, report) == f"{sandbox_ids[1]} ['kept.txt']\n"
+        await asyncio.wait_for(spare_ready(), 60)  # replaced
+        third = await start()
+        assert await _run(third, report) == f"{sandbox_ids[2]} []\n"  # nothing of the second
+        assert len(set(sandbox_ids)) == 3
+    finally:
+        for km in started:
+            await km.shutdown_kernel(now=True)
+        spare_ids = [s.sandbox_id for spares in prestart._SPARES.values() for s in spares.ready]
+        prestart.remove_spares()  # what happens at exit
+    for sandbox_id in sandbox_ids + spare_ids:
+        selector = {"label": f"{SANDBOX_LABEL}={sandbox_id}"}
+        assert docker_engine.containers.list(all=True, filters=selector) == []
+        assert docker_engine.volumes.list(filters=selector) == []
+
+
+def test_prestart_out_of_range_is_refused() -> None:
+    import pytest
+    from traitlets import TraitError
+
+    with pytest.raises(TraitError, match="prestart 9 is not a whole number from 0 to 8"):
+        DockerSandboxProvisioner(prestart=9)
