@@ -55,7 +55,6 @@ _QUEUE_SIZE = 10_000  # IOPub messages buffered for a slow reader; the kernel dr
 _QUEUE_HEADROOM = 16 * limits.MIB  # bytes queued for a slow reader beyond the output cap
 _EXIT_REPORT_DELAY = 3.0  # a container's exit is known well within this after its sockets close
 _READY_PROBE_INTERVAL = 0.05
-_SHELL_PROBE_INTERVAL = 0.25
 
 
 class _Broken:
@@ -393,23 +392,16 @@ class SandboxClient:
         request_ids = {kc.kernel_info()}
         try:
             async with asyncio.timeout(timeout):
-                while True:  # shell
+                while True:  # shell: the first request is queued by ZMQ until the socket connects
                     shell_reply = asyncio.ensure_future(receive(kc.shell_channel))
                     exit_wait = asyncio.ensure_future(self._provisioner.exited())
                     try:
                         done, _ = await asyncio.wait(
-                            {shell_reply, exit_wait},
-                            timeout=_SHELL_PROBE_INTERVAL,
-                            return_when=asyncio.FIRST_COMPLETED,
+                            {shell_reply, exit_wait}, return_when=asyncio.FIRST_COMPLETED
                         )
                     finally:
                         shell_reply.cancel()
                         exit_wait.cancel()
-                    if not done:
-                        # The relay drops a request that arrives before it has reached the
-                        # kernel (it never queues for a kernel that is not there): ask again.
-                        request_ids.add(kc.kernel_info())
-                        continue
                     if exit_wait in done and not exit_wait.cancelled():
                         await self._raise_start_failure(
                             describe_exit(exit_wait.result(), self.memory_limit)
