@@ -34,9 +34,9 @@ class _Spares:
     """The spares of one configuration, in one event loop."""
 
     ready: list[DockerSandboxProvisioner] = field(default_factory=list)
-    starting: set[asyncio.Task[DockerSandboxProvisioner]] = field(default_factory=set)
-    unclaimed: dict[str, str] = field(default_factory=dict)
-    """Sandbox id -> runtime root of every spare not yet handed out (removed at exit)."""
+    starting: dict[asyncio.Task[DockerSandboxProvisioner], DockerSandboxProvisioner] = field(
+        default_factory=dict
+    )
 
 
 _SPARES: dict[tuple[int, str], _Spares] = {}
@@ -65,7 +65,6 @@ async def take(provisioner: DockerSandboxProvisioner) -> DockerSandboxProvisione
     spares = _spares_for(provisioner)
     while spares.ready:
         spare = spares.ready.pop(0)
-        spares.unclaimed.pop(spare.sandbox_id, None)
         if await spare.poll() is None:
             return spare
         await spare.cleanup()  # its kernel died while idle: remove it, never hand it out
@@ -82,9 +81,8 @@ def replenish(provisioner: DockerSandboxProvisioner) -> None:
             log=provisioner.log,
             **_settings(provisioner),
         )
-        spares.unclaimed[spare.sandbox_id] = spare.runtime_root
         task = asyncio.create_task(_launch(spare))
-        spares.starting.add(task)
+        spares.starting[task] = spare
         task.add_done_callback(lambda done, spares=spares: _launched(spares, done))
 
 
@@ -99,7 +97,7 @@ async def _launch(spare: DockerSandboxProvisioner) -> DockerSandboxProvisioner:
 
 
 def _launched(spares: _Spares, task: asyncio.Task[DockerSandboxProvisioner]) -> None:
-    spares.starting.discard(task)
+    spares.starting.pop(task, None)
     if task.cancelled():
         return
     failure = task.exception()
@@ -113,8 +111,9 @@ def _launched(spares: _Spares, task: asyncio.Task[DockerSandboxProvisioner]) -> 
 def remove_spares() -> None:
     """Remove every spare not handed out (at exit; the loop that started them is gone)."""
     for spares in list(_SPARES.values()):
-        unclaimed, spares.unclaimed = dict(spares.unclaimed), {}
+        unclaimed = [*spares.ready, *spares.starting.values()]
         spares.ready.clear()
-        for sandbox_id, runtime_root in unclaimed.items():
+        spares.starting.clear()
+        for spare in unclaimed:
             with contextlib.suppress(Exception):
-                remove_sandbox(sandbox_id, runtime_root)
+                remove_sandbox(spare.sandbox_id, spare.runtime_root)
