@@ -42,7 +42,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -228,6 +228,33 @@ def _private_directory(path: Path, *, check_mode: bool = True) -> None:
             f"{stat.S_IMODE(info.st_mode):o}); remove it or set "
             "DockerSandboxProvisioner.runtime_root"
         )
+
+
+@cache
+def _relay_source() -> str:
+    """relay.py, run in the relay container with ``python3 -c`` (read once per process)."""
+    return Path(__file__).with_name("relay.py").read_text()
+
+
+def _start_container(config: dict[str, Any], role: str) -> str:
+    """Create and start a container (removed again if it cannot start); return its id."""
+    client = docker_client()
+    try:
+        container = client.containers.create(**config)
+    except docker.errors.ImageNotFound as exc:
+        message = (
+            f"sandbox image {config['image']!r} is not in the Docker engine; build it with "
+            "`ai-computer image build` (or `python -m ai_computer image build`)"
+        )
+        raise ImageNotFoundError(message) from exc
+    except docker.errors.DockerException as exc:
+        raise SandboxStartError(f"could not create the {role} container: {exc}") from exc
+    try:
+        container.start()
+    except docker.errors.DockerException as exc:
+        container.remove(force=True)
+        raise SandboxStartError(f"could not start the {role} container: {exc}") from exc
+    return str(container.id)
 
 
 def _is_socket(path: Path) -> bool:
@@ -550,15 +577,20 @@ class DockerSandboxProvisioner(KernelProvisionerBase):
         the kernel has bound its sockets (or has exited: the caller's handshake reports that)."""
         if self._took_spare:
             self._took_spare = False
+        else:
+            await self._launch(cmd)
+        if self.prestart:  # after this kernel's own start, which spares would slow down
             prestart.replenish(self)
-            return self.connection_info
+        return self.connection_info
+
+    async def _launch(self, cmd: list[str]) -> None:
         await asyncio.to_thread(self._ensure_volumes)
         # The holder and the relay start alongside the kernel's container: little time is
         # added to a start.
         started, holder, relay = await asyncio.gather(
-            asyncio.to_thread(self._create_and_start, cmd),
+            asyncio.to_thread(_start_container, self.container_config(cmd), "sandbox"),
             asyncio.to_thread(self._ensure_holder),
-            asyncio.to_thread(self._start_container, self.relay_config(), "relay"),
+            asyncio.to_thread(_start_container, self.relay_config(), "relay"),
             return_exceptions=True,
         )
         failure = next((r for r in (started, holder, relay) if isinstance(r, BaseException)), None)
@@ -573,9 +605,6 @@ class DockerSandboxProvisioner(KernelProvisionerBase):
         self._exit_future = self._watch(started)
         self._relay_exit_future = self._watch(relay)
         await self._await_bind()
-        if self.prestart:  # after this kernel's own start, which spares would slow down
-            prestart.replenish(self)
-        return self.connection_info
 
     def _watch(self, container_id: str) -> asyncio.Future[ContainerExit]:
         """A future that resolves when the container exits (watched in a dedicated thread)."""
@@ -605,7 +634,8 @@ class DockerSandboxProvisioner(KernelProvisionerBase):
         """
         assert self._exit_future is not None and self._relay_exit_future is not None
         deadline = time.monotonic() + _BIND_TIMEOUT
-        while not all(_is_socket(path) for path in self._socket_paths()):
+        paths = self._socket_paths()
+        while not all(_is_socket(path) for path in paths):
             if self._exit_future.done() or self._relay_exit_future.done():
                 return
             if time.monotonic() > deadline:
@@ -622,8 +652,50 @@ class DockerSandboxProvisioner(KernelProvisionerBase):
         # delete, rename, replace or add anything here.
         self.runtime_dir.chmod(0o711)
 
+    def _hardened(
+        self,
+        role: str,
+        *,
+        user: str,
+        memory: int,
+        nano_cpus: int,
+        pids_limit: int,
+        mounts: list[Mount],
+        log_max_size: str,
+        labels: dict[str, str] | None = None,
+        **more: Any,
+    ) -> dict[str, Any]:
+        """The keyword arguments of ``containers.create`` that every container of a sandbox
+        gets (kernel, relay, holder): no network, no capabilities, no new privileges, a
+        read-only root, memory without swap, CPU and process limits, an init, a bounded log."""
+        return {
+            "image": self.image,
+            "user": user,
+            "labels": {
+                SANDBOX_LABEL: self.sandbox_id,
+                ROLE_LABEL: role,
+                **(labels or {}),
+                **owner_labels(),
+            },
+            "network_mode": "none",
+            "mem_limit": memory,
+            "memswap_limit": memory,
+            "nano_cpus": nano_cpus,
+            "pids_limit": pids_limit,
+            "cap_drop": ["ALL"],
+            "security_opt": ["no-new-privileges"],
+            "read_only": True,
+            "mounts": mounts,
+            "init": True,
+            "log_config": LogConfig(
+                type="json-file", config={"max-size": log_max_size, "max-file": "1"}
+            ),
+            "detach": True,
+            **more,
+        }
+
     def container_config(self, cmd: list[str]) -> dict[str, Any]:
-        """The keyword arguments of ``containers.create``: limits and hardening in one place."""
+        """The kernel's container: the sandbox's limits, its environment, its volumes."""
         memory = int(self.memory_limit)
         threads = str(max(1, math.ceil(self.cpu_limit)))
         environment = {
@@ -646,103 +718,52 @@ class DockerSandboxProvisioner(KernelProvisionerBase):
         tmp_size = limits.parse_size(self.tmp_size, name="tmp_size")
         tmpfs_options = f"rw,nosuid,nodev,size={tmp_size}"
         home_options = f"{tmpfs_options},uid={uid},gid={gid},mode=0700"
-        # Sockets must be connectable by the host user, whoever it is: hence umask 0 for the kernel.
-        command = ["sh", "-c", 'umask 0000 && exec "$@"', "sh", *cmd]
-        return {
-            "image": self.image,
-            "command": command,
-            "user": self.sandbox_user,
-            "working_dir": CONTAINER_WORKSPACE,
-            "environment": environment,
-            "labels": {
-                SANDBOX_LABEL: self.sandbox_id,
-                ROLE_LABEL: "kernel",
-                "ai-computer.memory-limit": str(memory),
-                "ai-computer.cpu-limit": f"{self.cpu_limit:g}",
-                "ai-computer.disk-limit": str(int(self.disk_limit)),
-                **owner_labels(),
-            },
-            "network_mode": "none",
-            "mem_limit": memory,
-            "memswap_limit": memory,
-            "nano_cpus": int(self.cpu_limit * 1e9),
-            "pids_limit": self.pids_limit,
-            "cap_drop": ["ALL"],
-            "security_opt": ["no-new-privileges"],
-            "read_only": True,
-            "tmpfs": {"/tmp": tmpfs_options, CONTAINER_HOME: home_options},
-            "mounts": [
+        return self._hardened(
+            "kernel",
+            user=self.sandbox_user,
+            memory=memory,
+            nano_cpus=int(self.cpu_limit * 1e9),
+            pids_limit=self.pids_limit,
+            mounts=[
                 Mount(CONTAINER_RUNTIME_DIR, str(self.runtime_dir), type="bind"),
                 Mount(CONTAINER_WORKSPACE, self.volume_name, type="volume"),
                 Mount(CONTAINER_PACKAGES, self.packages_volume_name, type="volume"),
             ],
-            "init": True,
-            "ipc_mode": "private",
-            "ulimits": [Ulimit(name="core", soft=0, hard=0)],
-            "log_config": LogConfig(
-                type="json-file", config={"max-size": self.log_max_size, "max-file": "1"}
-            ),
-            "detach": True,
-        }
+            log_max_size=self.log_max_size,
+            labels={
+                "ai-computer.memory-limit": str(memory),
+                "ai-computer.cpu-limit": f"{self.cpu_limit:g}",
+                "ai-computer.disk-limit": str(int(self.disk_limit)),
+            },
+            # Sockets must be connectable by the host user, whoever it is: hence umask 0.
+            command=["sh", "-c", 'umask 0000 && exec "$@"', "sh", *cmd],
+            working_dir=CONTAINER_WORKSPACE,
+            environment=environment,
+            tmpfs={"/tmp": tmpfs_options, CONTAINER_HOME: home_options},
+            ipc_mode="private",
+            ulimits=[Ulimit(name="core", soft=0, hard=0)],
+        )
 
     def relay_config(self) -> dict[str, Any]:
         """The relay's container: it forwards the kernel's messages to the host, refusing those
         no real kernel sends (see ``relay.py``). Nothing of the sandbox is mounted in it but
         the kernel's sockets (read-only), and the sandbox cannot reach it."""
-        from .relay import __file__ as relay_file
-
-        source = Path(relay_file).read_text()
         argv = [RELAY_KERNEL_DIR, RELAY_OWN_DIR, str(int(self.message_limit))]
-        memory = int(self.relay_memory_limit)
-        return {
-            "image": self.image,
-            "command": ["python3", "-I", "-c", source, *argv],
-            "user": RELAY_USER,
-            "labels": {SANDBOX_LABEL: self.sandbox_id, ROLE_LABEL: "relay", **owner_labels()},
-            "network_mode": "none",
-            "mem_limit": memory,
-            "memswap_limit": memory,
-            "nano_cpus": int(1e9),
-            "pids_limit": 16,
-            "cap_drop": ["ALL"],
-            "security_opt": ["no-new-privileges"],
-            "read_only": True,
-            "mounts": [
+        return self._hardened(
+            "relay",
+            user=RELAY_USER,
+            memory=int(self.relay_memory_limit),
+            nano_cpus=int(1e9),
+            pids_limit=16,
+            mounts=[
                 Mount(RELAY_KERNEL_DIR, str(self.runtime_dir), type="bind", read_only=True),
                 Mount(RELAY_OWN_DIR, str(self.relay_dir), type="bind"),
             ],
-            "init": True,
-            "ipc_mode": "private",
-            "ulimits": [Ulimit(name="core", soft=0, hard=0)],
-            "log_config": LogConfig(type="json-file", config={"max-size": "64k", "max-file": "1"}),
-            "detach": True,
-        }
-
-    def _create_and_start(self, cmd: list[str]) -> str:
-        client = docker_client()
-        try:
-            client.images.get(self.image)
-        except docker.errors.ImageNotFound as exc:
-            message = (
-                f"sandbox image {self.image!r} is not in the Docker engine; build it with "
-                "`ai-computer image build` (or `python -m ai_computer image build`)"
-            )
-            raise ImageNotFoundError(message) from exc
-        return self._start_container(self.container_config(cmd), "sandbox")
-
-    @staticmethod
-    def _start_container(config: dict[str, Any], role: str) -> str:
-        client = docker_client()
-        try:
-            container = client.containers.create(**config)
-        except docker.errors.DockerException as exc:
-            raise SandboxStartError(f"could not create the {role} container: {exc}") from exc
-        try:
-            container.start()
-        except docker.errors.DockerException as exc:
-            container.remove(force=True)
-            raise SandboxStartError(f"could not start the {role} container: {exc}") from exc
-        return str(container.id)
+            log_max_size="64k",
+            command=["python3", "-I", "-c", _relay_source(), *argv],
+            ipc_mode="private",
+            ulimits=[Ulimit(name="core", soft=0, hard=0)],
+        )
 
     def _ensure_volumes(self) -> None:
         """Create the workspace and packages volumes (size-limited tmpfs) unless they exist."""
@@ -767,28 +788,20 @@ class DockerSandboxProvisioner(KernelProvisionerBase):
     def holder_config(self) -> dict[str, Any]:
         """The holder container: it only sleeps, so that Docker keeps the tmpfs volumes mounted
         while no kernel container runs (between a kernel's death and its restart)."""
-        return {
-            "image": self.image,
-            "command": ["sleep", "infinity"],
-            "name": self.holder_name,
-            "user": self.sandbox_user,
-            "labels": {SANDBOX_LABEL: self.sandbox_id, ROLE_LABEL: "holder", **owner_labels()},
-            "network_mode": "none",
-            "mem_limit": 32 * limits.MIB,
-            "memswap_limit": 32 * limits.MIB,
-            "nano_cpus": int(0.1e9),
-            "pids_limit": 8,
-            "cap_drop": ["ALL"],
-            "security_opt": ["no-new-privileges"],
-            "read_only": True,
-            "mounts": [
+        return self._hardened(
+            "holder",
+            user=self.sandbox_user,
+            memory=32 * limits.MIB,
+            nano_cpus=int(0.1e9),
+            pids_limit=8,
+            mounts=[
                 Mount(CONTAINER_WORKSPACE, self.volume_name, type="volume"),
                 Mount(CONTAINER_PACKAGES, self.packages_volume_name, type="volume"),
             ],
-            "init": True,
-            "log_config": LogConfig(type="json-file", config={"max-size": "64k", "max-file": "1"}),
-            "detach": True,
-        }
+            log_max_size="64k",
+            command=["sleep", "infinity"],
+            name=self.holder_name,
+        )
 
     def _ensure_holder(self) -> bool:
         """Make sure the holder runs; True when it was not running (the volumes were empty)."""
@@ -801,7 +814,7 @@ class DockerSandboxProvisioner(KernelProvisionerBase):
             raise SandboxStartError(f"could not inspect the sandbox holder: {exc}") from exc
         try:
             if holder is None:
-                client.containers.create(**self.holder_config()).start()
+                _start_container(self.holder_config(), "holder")
                 return False  # a new sandbox: its volumes are new anyway
             if holder.status != "running":
                 holder.start()
@@ -910,8 +923,8 @@ class DockerSandboxProvisioner(KernelProvisionerBase):
                 await asyncio.to_thread(self._signal_container, container_id, signal.SIGKILL)
             await self.exited()
         self._launched = False
-        if relay_id is not None:  # a new launch starts a new relay (libzmq state and all)
-            await asyncio.to_thread(self._remove, relay_id, False)
+        if relay_id is not None and restart:  # a new launch starts a new relay (libzmq state
+            await asyncio.to_thread(self._remove, relay_id, False)  # and all); else see below
         await asyncio.to_thread(self._remove, container_id, not restart)
         if not restart:
             self.connection_info = {}

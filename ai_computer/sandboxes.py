@@ -93,7 +93,12 @@ def _pid_namespace() -> str:
 
 def current_owner() -> Owner:
     """This process, as written into the labels of the sandboxes it creates."""
-    pid = os.getpid()
+    return _owner(os.getpid())
+
+
+@cache
+def _owner(pid: int) -> Owner:
+    """The owner for ``pid`` (constant while the process lives; a forked child has its own)."""
     return Owner(
         socket.gethostname(),
         _read("/proc/sys/kernel/random/boot_id"),
