@@ -25,12 +25,10 @@ import zmq
 from jupyter_client.channels import ZMQSocketChannel
 
 from .limits import MIB
+from .relay import MAX_PARTS
 
 RECEIVE_HWM = 16
 """Unread messages a client socket buffers; past it, libzmq stops reading from the kernel."""
-MAX_PARTS = 64
-"""Most parts (frames) a message may have: identities, delimiter, signature, four JSON parts, and
-a few buffers."""
 _RECONNECT_INTERVAL_MS = 10  # reconnect quickly to the kernel's sockets (ZMQ's default is 100 ms)
 _SMALL_MESSAGE = 4096  # status messages up to this size pass even when the byte budget is spent
 _BULK_TYPES = frozenset(

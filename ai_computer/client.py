@@ -44,7 +44,7 @@ from .kernel_startup import CHANGED_FILES_EXPRESSION, kernel_arguments
 from .kernelspec import SandboxKernelManager, sandbox_kernel_spec
 from .models import FileOperationResponse, SandboxResponse, StreamEvent
 from .packages import PackageError, check_specifiers, stage_packages, tar_chunks, unpack_argv
-from .provisioner import ContainerExit, DockerSandboxProvisioner
+from .provisioner import ContainerExit, DockerSandboxProvisioner, describe_exit
 from .relay import REFUSED as RELAY_REFUSED
 from .sandboxes import collect_garbage_in_background, container_logs, remove_sandbox
 from .shell import Shell
@@ -78,17 +78,6 @@ class _State(enum.Enum):
     STARTING = "starting"
     READY = "ready"
     CLOSED = "closed"
-
-
-def describe_exit(ended: ContainerExit, memory_limit: int) -> str:
-    """A one-line account of why a kernel's container ended."""
-    if ended.oom_killed:
-        return f"killed: memory limit {limits.format_size(memory_limit)} exceeded"
-    if ended.exit_code is None:
-        return f"kernel died ({ended.error or 'unknown cause'})"
-    if ended.signal_name:
-        return f"kernel died (exit code {ended.exit_code}, {ended.signal_name})"
-    return f"kernel died (exit code {ended.exit_code})"
 
 
 def describe_relay_exit(ended: ContainerExit, relay_memory_limit: int) -> str:
@@ -269,15 +258,16 @@ class SandboxClient:
         await _cancel(self._exit_watchers)
         self._exit_watchers = []
         await self._disconnect()
-        if self._km is not None:
+        if self._km is not None and self._km.provisioner is not None:
             try:
                 if self._km.has_kernel:
                     await self._km.shutdown_kernel(now=True)
                 else:
                     await self._km.cleanup_resources()
+                return  # the provisioner's cleanup() removed everything labelled as this sandbox
             except Exception as exc:  # fall back to removal by label below
                 log.warning("shutting down sandbox %s failed: %s", self.sandbox_id, exc)
-        # Whatever happened above, nothing labelled with this sandbox survives cleanup.
+        # No provisioner, or it failed: still nothing labelled with this sandbox survives.
         try:
             await asyncio.to_thread(remove_sandbox, self.sandbox_id)
         except SandboxError as exc:  # e.g. the engine is gone: nothing more can be removed now

@@ -22,11 +22,10 @@ from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernel
 from nbformat import NotebookNode
 
 from . import limits
-from .client import describe_exit
 from .errors import SandboxError
 from .execution import strip_ansi
 from .kernelspec import SandboxKernelManager, sandbox_kernel_spec
-from .provisioner import DockerSandboxProvisioner
+from .provisioner import DockerSandboxProvisioner, describe_exit
 from .sandboxes import remove_sandbox
 
 log = logging.getLogger(__name__)

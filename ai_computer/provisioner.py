@@ -206,6 +206,17 @@ class ContainerExit:
         return None
 
 
+def describe_exit(ended: ContainerExit, memory_limit: int) -> str:
+    """A one-line account of why a kernel's container ended."""
+    if ended.oom_killed:
+        return f"killed: memory limit {limits.format_size(memory_limit)} exceeded"
+    if ended.exit_code is None:
+        return f"kernel died ({ended.error or 'unknown cause'})"
+    if ended.signal_name:
+        return f"kernel died (exit code {ended.exit_code}, {ended.signal_name})"
+    return f"kernel died (exit code {ended.exit_code})"
+
+
 def _private_directory(path: Path, *, check_mode: bool = True) -> None:
     """Create ``path`` as a 0700 directory owned by us, refusing one that someone else planted.
 

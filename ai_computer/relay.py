@@ -29,7 +29,8 @@ from typing import Any
 import zmq
 
 MAX_PARTS = 64
-"""Most parts a message may have (the SDK's own limit too)."""
+"""Most parts (frames) a message may have, here and in the SDK (channels.py): identities,
+delimiter, signature, four JSON parts, and a few buffers."""
 REFUSED = 3
 """Exit status when the kernel sent a message the relay refuses; the reason is on stderr."""
 PORTS = {"shell": 1, "iopub": 2, "stdin": 3, "control": 4, "hb": 5}

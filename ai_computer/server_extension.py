@@ -35,9 +35,8 @@ from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 from tornado import web
 
-from .client import describe_exit
 from .errors import SandboxError
-from .provisioner import DockerSandboxProvisioner
+from .provisioner import DockerSandboxProvisioner, describe_exit
 from .usage import ContainerUsage, read_container_usage
 
 if TYPE_CHECKING:
