@@ -13,7 +13,6 @@ import contextlib
 import enum
 import logging
 import os
-import posixpath
 import tempfile
 import uuid
 from collections.abc import AsyncIterator
@@ -684,7 +683,7 @@ class SandboxClient:
                 return SandboxResponse(True, data={**data, "message": "already in the image"})
             result = await self._exec(unpack_argv(), stdin=tar_chunks(staging), timeout=timeout)
         if result.exit_code != 0:
-            return SandboxResponse(False, data=data, error=result.failure()["error"])
+            return SandboxResponse(False, data=data, error=result.failure())
         return SandboxResponse(True, data=data)
 
 
@@ -710,9 +709,7 @@ class CodeRunner:
             return SandboxResponse(False, error=str(exc))
         if not remote.endswith(".py"):
             return SandboxResponse(False, error=f"{remote} is not a Python file (.py)")
-        found = await self._client.fs.list(posixpath.dirname(remote))
-        entries = found.data["entries"] if found.success and found.data else []
-        if not any(e["path"] == remote and e["type"] == "file" for e in entries):
+        if not (await self._client.fs.stat(remote)).success:
             return SandboxResponse(False, error=f"{remote}: no such file in the sandbox")
         # The trailing ';' keeps IPython from echoing the module's globals as a result.
         code = f"__import__('runpy').run_path({remote!r}, run_name='__main__');"

@@ -39,16 +39,16 @@ class ExecResult:
     stdout_dropped: int = 0
     timed_out: bool = False
 
-    def failure(self) -> dict[str, str]:
-        """The sandbox tool's JSON error report, or a plain one built from stderr."""
+    def failure(self) -> str:
+        """The error of the sandbox tool's JSON report, or one built from stderr."""
         text = self.stderr.decode("utf-8", "replace").strip()
         try:
             report = json.loads(text)
         except ValueError:
             report = None
         if isinstance(report, dict) and isinstance(report.get("error"), str):
-            return {"error": report["error"], "kind": str(report.get("kind", "error"))}
-        return {"error": text or f"exit status {self.exit_code}", "kind": "error"}
+            return report["error"]
+        return text or f"exit status {self.exit_code}"
 
 
 def run_in_container(

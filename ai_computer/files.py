@@ -76,16 +76,16 @@ class FileSystem:
     async def _tool(self, operation: str, path: str, **options: Any) -> ExecResult:
         return await self._run(["python3", "-c", tool_source(), operation, path], **options)
 
-    async def _json(self, operation: str, path: str) -> tuple[dict[str, Any] | None, str | None]:
-        """Run a tool operation that answers JSON; return (answer, None) or (None, error)."""
+    async def _json(self, operation: str, path: str) -> SandboxResponse:
+        """Run a tool operation that answers JSON: its answer is the response's data."""
         try:
             remote = sandbox_path(path)
             result = await self._tool(operation, remote)
         except (ValueError, SandboxError) as exc:
-            return None, str(exc)
+            return SandboxResponse(False, error=str(exc))
         if result.exit_code != 0:
-            return None, result.failure()["error"]
-        return json.loads(result.stdout), None
+            return SandboxResponse(False, error=result.failure())
+        return SandboxResponse(True, json.loads(result.stdout))
 
     # -- uploads -----------------------------------------------------------------------------
 
@@ -96,7 +96,7 @@ class FileSystem:
         except SandboxError as exc:
             return FileOperationResponse(False, filename=filename, path=remote, error=str(exc))
         if result.exit_code != 0:
-            error = result.failure()["error"]
+            error = result.failure()
             return FileOperationResponse(False, filename=filename, path=remote, error=error)
         written = json.loads(result.stdout)
         return FileOperationResponse(
@@ -170,7 +170,7 @@ class FileSystem:
             with os.fdopen(handle, "wb") as sink:
                 result = await self._tool("read", remote, on_stdout=sink.write)
             if result.exit_code != 0:
-                error = result.failure()["error"]
+                error = result.failure()
                 return FileOperationResponse(False, filename=filename, path=remote, error=error)
             os.replace(partial, target)
         except (SandboxError, OSError) as exc:
@@ -195,7 +195,7 @@ class FileSystem:
             return FileOperationResponse(False, path=remote_path, error=str(exc))
         filename = posixpath.basename(remote)
         if result.exit_code != 0:
-            error = result.failure()["error"]
+            error = result.failure()
             return FileOperationResponse(False, filename=filename, path=remote, error=error)
         if result.stdout_dropped:
             error = f"{remote} is larger than max_size={max_size} bytes; use download_file()"
@@ -221,14 +221,12 @@ class FileSystem:
 
     async def list(self, path: str = WORKSPACE) -> SandboxResponse:
         """The entries of a sandbox directory: ``data["entries"]`` (name, path, type, size)."""
-        answer, error = await self._json("list", path)
-        return (
-            SandboxResponse(False, error=error) if answer is None else SandboxResponse(True, answer)
-        )
+        return await self._json("list", path)
 
     async def remove(self, path: str) -> SandboxResponse:
         """Remove a file, a symlink (never its target) or a directory tree."""
-        answer, error = await self._json("remove", path)
-        return (
-            SandboxResponse(False, error=error) if answer is None else SandboxResponse(True, answer)
-        )
+        return await self._json("remove", path)
+
+    async def stat(self, path: str) -> SandboxResponse:
+        """A regular file's ``data`` (``path``, ``size``); fails for anything else."""
+        return await self._json("stat", path)

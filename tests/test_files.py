@@ -68,3 +68,20 @@ async def test_missing_files_are_clear_errors(
     assert os.listdir(tmp_path) == []  # no partial file left behind
     local_missing = await shared_sandbox.upload_file(tmp_path / "absent.bin")
     assert not local_missing.success and "No such file" in local_missing.error
+
+
+async def test_execute_file_runs_a_sandbox_python_file(shared_sandbox: SandboxClient) -> None:
+    await shared_sandbox.fs.write_file("jobs/job.py", "import sys\nprint(__name__, sys.argv[0])\n")
+    ran = await shared_sandbox.code.execute_file("jobs/job.py")
+    assert ran.success, ran.error
+    assert ran.data["output"] == "__main__ /workspace/jobs/job.py\n"
+    missing = await shared_sandbox.code.execute_file("jobs/none.py")
+    assert missing.error == "/workspace/jobs/none.py: no such file in the sandbox"
+    not_python = await shared_sandbox.code.execute_file("jobs/job.txt")
+    assert not_python.error == "/workspace/jobs/job.txt is not a Python file (.py)"
+    await shared_sandbox.execute_code("import os; os.symlink('/etc/passwd', 'jobs/link.py')")
+    linked = await shared_sandbox.code.execute_file("jobs/link.py")
+    assert linked.error == "/workspace/jobs/link.py: no such file in the sandbox"
+    stat = await shared_sandbox.fs.stat("jobs/job.py")
+    assert stat.data == {"path": "/workspace/jobs/job.py", "size": 40}
+    await shared_sandbox.fs.remove("jobs")
