@@ -125,18 +125,21 @@ def _feed(raw: socket.socket, stdin: Iterable[bytes]) -> None:
         pass  # the program stopped reading or the stream ended: the exit status tells the rest
 
 
-def _receive_exactly(raw: socket.socket, size: int) -> bytes | None:
-    """``size`` bytes from the socket (subject to its timeout), or None at end of stream."""
-    data = bytearray()
-    while len(data) < size:
-        chunk = raw.recv(min(size - len(data), 1 << 20))
-        if not chunk:
+def _receive_exactly(raw: socket.socket, size: int) -> bytearray | None:
+    """``size`` bytes from the socket (subject to its timeout), or None at end of stream.
+    Received in place: transfers pass through here once per frame, uncopied."""
+    data = bytearray(size)
+    view = memoryview(data)
+    received = 0
+    while received < size:
+        count = raw.recv_into(view[received:], min(size - received, 1 << 20))
+        if not count:
             return None
-        data += chunk
-    return bytes(data)
+        received += count
+    return data
 
 
-def _frames(raw: socket.socket) -> Iterator[tuple[int, bytes]]:
+def _frames(raw: socket.socket) -> Iterator[tuple[int, bytearray]]:
     """Demultiplex an exec's output into (stream kind, data) frames until it ends."""
     while (header := _receive_exactly(raw, _HEADER.size)) is not None:
         kind, size = _HEADER.unpack(header)
