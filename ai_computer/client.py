@@ -40,12 +40,12 @@ from .execution import ExecutionRecord
 from .files import FileSystem, sandbox_path
 from .image import engine_architecture
 from .kernel_startup import CHANGED_FILES_EXPRESSION, kernel_arguments
-from .kernelspec import SandboxKernelManager, sandbox_kernel_spec
+from .kernelspec import SandboxKernelManager, sandbox_kernel_spec, shut_down_sandbox
 from .models import FileOperationResponse, SandboxResponse, StreamEvent
 from .packages import PackageError, check_specifiers, stage_packages, tar_chunks, unpack_argv
 from .provisioner import ContainerExit, DockerSandboxProvisioner, describe_exit
 from .relay import REFUSED as RELAY_REFUSED
-from .sandboxes import collect_garbage_in_background, container_logs, remove_sandbox
+from .sandboxes import collect_garbage_in_background, container_logs
 from .shell import Shell
 
 log = logging.getLogger(__name__)
@@ -257,20 +257,7 @@ class SandboxClient:
         await _cancel(self._exit_watchers)
         self._exit_watchers = []
         await self._disconnect()
-        if self._km is not None and self._km.provisioner is not None:
-            try:
-                if self._km.has_kernel:
-                    await self._km.shutdown_kernel(now=True)
-                else:
-                    await self._km.cleanup_resources()
-                return  # the provisioner's cleanup() removed everything labelled as this sandbox
-            except Exception as exc:  # fall back to removal by label below
-                log.warning("shutting down sandbox %s failed: %s", self.sandbox_id, exc)
-        # No provisioner, or it failed: still nothing labelled with this sandbox survives.
-        try:
-            await asyncio.to_thread(remove_sandbox, self.sandbox_id)
-        except SandboxError as exc:  # e.g. the engine is gone: nothing more can be removed now
-            log.warning("could not remove sandbox %s: %s", self.sandbox_id, exc)
+        await shut_down_sandbox(self._km, self.sandbox_id)
 
     # -- kernel plumbing ---------------------------------------------------------------------
 

@@ -8,7 +8,9 @@ in-memory ones the SDK and ``ai-computer run-notebook`` start without installing
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import re
 import shutil
 import sys
@@ -22,6 +24,10 @@ from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
 
 from . import limits
+from .errors import SandboxError
+from .sandboxes import remove_sandbox
+
+log = logging.getLogger(__name__)
 
 PROVISIONER_NAME = "ai-computer-docker"
 """Entry-point name of :class:`~ai_computer.provisioner.DockerSandboxProvisioner`."""
@@ -75,6 +81,24 @@ class SandboxKernelManager(AsyncKernelManager):
         kwargs.setdefault("kernel_name", KERNEL_NAME)
         super().__init__(**kwargs)
         self._kernel_spec = spec if spec is not None else sandbox_kernel_spec()
+
+
+async def shut_down_sandbox(km: AsyncKernelManager | None, sandbox_id: str) -> None:
+    """Shut a sandbox's kernel down and remove everything labelled with the sandbox (its
+    provisioner's cleanup does; removal by label is the fallback). Failures are logged."""
+    if km is not None and km.provisioner is not None:
+        try:
+            if km.has_kernel:
+                await km.shutdown_kernel(now=True)
+            else:
+                await km.cleanup_resources()
+            return
+        except Exception as exc:
+            log.warning("shutting down sandbox %s failed: %s", sandbox_id, exc)
+    try:
+        await asyncio.to_thread(remove_sandbox, sandbox_id)
+    except SandboxError as exc:  # e.g. the engine is gone: nothing more can be removed now
+        log.warning("could not remove sandbox %s: %s", sandbox_id, exc)
 
 
 def _format_cpus(cpu_limit: float) -> str:

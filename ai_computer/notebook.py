@@ -7,9 +7,6 @@ removed afterwards. As with the SDK, a failing cell is not an exception: it come
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
 import math
 import os
 import time
@@ -22,13 +19,9 @@ from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernel
 from nbformat import NotebookNode
 
 from . import limits
-from .errors import SandboxError
 from .execution import strip_ansi
-from .kernelspec import SandboxKernelManager, sandbox_kernel_spec
+from .kernelspec import SandboxKernelManager, sandbox_kernel_spec, shut_down_sandbox
 from .provisioner import DockerSandboxProvisioner, describe_exit
-from .sandboxes import remove_sandbox
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -129,15 +122,8 @@ async def run_notebook(
             describe_exit(ended, int(config["memory_limit"])) if ended else "the kernel died"
         )
     finally:
-        kernel_id = km.kernel_id
-        if km.has_kernel:  # nbclient did not get as far as shutting it down
-            with contextlib.suppress(Exception):
-                await km.shutdown_kernel(now=True)
-        if kernel_id:  # whatever happened above, nothing labelled with this sandbox survives
-            try:
-                await asyncio.to_thread(remove_sandbox, kernel_id)
-            except SandboxError as exc:
-                log.warning("could not remove sandbox %s: %s", kernel_id, exc)
+        if km.kernel_id:  # nbclient may have shut the kernel down; the sandbox goes here
+            await shut_down_sandbox(km, km.kernel_id)
         run.duration = time.monotonic() - started
     if run.success:
         run.failed_cell = None
