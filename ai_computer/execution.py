@@ -80,46 +80,30 @@ class ExecutionRecord:
         """True when output was dropped because it passed ``output_limit``."""
         return self.dropped_bytes > 0
 
-    def _admit(self, size: int) -> bool:
-        """Charge ``size`` bytes against the cap, whole or not at all."""
-        if self.kept_bytes + size > self.output_limit:
-            self.dropped_bytes += size
-            return False
-        self.kept_bytes += size
-        return True
-
-    def _truncation_events(self, first_drop: bool) -> list[StreamEvent]:
-        if not first_drop:
-            return []
-        notice = (
-            f"[output truncated: more than {format_size(self.output_limit)} of output; "
-            "the rest is dropped]"
-        )
-        self.notices.append(notice)
-        return [StreamEvent("info", notice)]
-
     def apply(self, msg_type: str, content: dict[str, Any]) -> list[StreamEvent]:
         """Record one IOPub message of this execution; return the events it yields."""
-        was_truncated = self.truncated
         if msg_type == "stream":
             name = "stderr" if content.get("name") == "stderr" else "stdout"
             # Lone surrogates (possible in JSON) cannot be printed or encoded: replace them.
             encoded = _text(content.get("text")).encode("utf-8", "replace")
             room = max(self.output_limit - self.kept_bytes, 0)
-            if len(encoded) > room:
-                self.dropped_bytes += len(encoded) - room
-                encoded = encoded[:room]
+            excess = len(encoded) - room
+            encoded = encoded[:room]
             text = encoded.decode("utf-8", "ignore")
             self.kept_bytes += len(encoded)
             events = []
             if text:
                 (self.stderr if name == "stderr" else self.stdout).append(text)
                 events.append(StreamEvent(name, text))
-            return events + self._truncation_events(not was_truncated and self.truncated)
+            return events + self.drop(excess)
         if msg_type in ("execute_result", "display_data"):
             bundle = _bundle(content)
-            if not bundle or not self._admit(_bundle_size(bundle)):
-                return self._truncation_events(not was_truncated and self.truncated)
+            if not bundle:
+                return []
+            size = _bundle_size(bundle)
+            if self.kept_bytes + size > self.output_limit:  # a bundle is kept whole or not at all
+                return self.drop(size)
+            self.kept_bytes += size
             events = []
             if msg_type == "execute_result":
                 self.result = _text(bundle.get("text/plain")) or None
@@ -161,12 +145,20 @@ class ExecutionRecord:
             self.files = _changed_files(_bundle(files).get("text/plain"))
 
     def drop(self, size: int) -> list[StreamEvent]:
-        """Count output the client dropped before it reached this record (no room to queue it)."""
+        """Count output dropped for want of room (here, or in the client's queue before it got
+        here); the first drop yields the truncation notice."""
         if size <= 0:
             return []
-        was_truncated = self.truncated
+        first_drop = not self.truncated
         self.dropped_bytes += size
-        return self._truncation_events(not was_truncated)
+        if not first_drop:
+            return []
+        notice = (
+            f"[output truncated: more than {format_size(self.output_limit)} of output; "
+            "the rest is dropped]"
+        )
+        self.notices.append(notice)
+        return [StreamEvent("info", notice)]
 
     def fail(self, message: str) -> list[StreamEvent]:
         """The execution ended badly for a reason outside the code (timeout, kernel death)."""
