@@ -39,7 +39,7 @@ from .errors import SandboxError, SandboxStartError, SandboxStateError
 from .execution import ExecutionRecord
 from .files import FileSystem, sandbox_path
 from .image import engine_architecture
-from .kernel_startup import CHANGED_FILES_EXPRESSION, kernel_arguments
+from .kernel_startup import CHANGED_FILES_ARGUMENTS, CHANGED_FILES_EXPRESSION
 from .kernelspec import SandboxKernelManager, sandbox_kernel_spec, shut_down_sandbox
 from .models import FileOperationResponse, SandboxResponse, StreamEvent
 from .packages import PackageError, check_specifiers, stage_packages, tar_chunks, unpack_argv
@@ -248,7 +248,9 @@ class SandboxClient:
         spec = sandbox_kernel_spec(self._provisioner_config)
         collect_garbage_in_background()  # sandboxes left by crashed processes (once per process)
         self._km = SandboxKernelManager(spec)
-        await self._km.start_kernel(kernel_id=self.sandbox_id, extra_arguments=kernel_arguments())
+        await self._km.start_kernel(
+            kernel_id=self.sandbox_id, extra_arguments=CHANGED_FILES_ARGUMENTS
+        )
         self._connect()
         self._watch_exit()
         await self._wait_for_kernel(self.startup_timeout)

@@ -1,58 +1,49 @@
 """Code run in each SDK kernel at start (IPython ``exec_lines``): it lets an execution report
 the files it created or changed under /workspace.
 
-Kept in one function so nothing lands in the user's namespace; the helper lives in a module
-object named ``_ai_computer`` in ``sys.modules``.
+It runs in a namespace of its own (like the provisioner's start-up patches), so nothing lands
+among the user's variables; the helper lives in a module object named ``_ai_computer`` in
+``sys.modules``.
 """
 
 from __future__ import annotations
 
-import base64
-
 CHANGED_FILES_EXPRESSION = "__import__('_ai_computer').changed_files_json()"
 
 _SOURCE = """
-def _ai_computer_install():
-    import json, os, sys, types
+import json, os, sys, types
+from IPython import get_ipython
 
-    module = types.ModuleType("_ai_computer")
-    marker = "/tmp/.ai-computer-cell-start"
-    state = {"since": 0}
+module = types.ModuleType("_ai_computer")
+marker = "/tmp/.ai-computer-cell-start"
+state = {"since": 0}
 
-    def before_cell(*_):
-        # File times come from the kernel's coarse clock: take "now" from a file, not time.time().
-        with open(marker, "w"):
-            pass
-        state["since"] = os.stat(marker).st_mtime_ns
+def before_cell(*_):
+    # File times come from the kernel's coarse clock: take "now" from a file, not time.time().
+    with open(marker, "w"):
+        pass
+    state["since"] = os.stat(marker).st_mtime_ns
 
-    def changed_files_json(root="/workspace", limit=1000):
-        found = []
-        for folder, folders, names in os.walk(root):
-            folders.sort()
-            for name in sorted(names):
-                path = os.path.join(folder, name)
-                try:
-                    info = os.lstat(path)
-                except OSError:
-                    continue
-                if info.st_mtime_ns >= state["since"]:
-                    found.append({"path": path, "size": info.st_size})
-                    if len(found) >= limit:
-                        return json.dumps(found)
-        return json.dumps(found)
+def changed_files_json(root="/workspace", limit=1000):
+    found = []
+    for folder, folders, names in os.walk(root):
+        folders.sort()
+        for name in sorted(names):
+            path = os.path.join(folder, name)
+            try:
+                info = os.lstat(path)
+            except OSError:
+                continue
+            if info.st_mtime_ns >= state["since"]:
+                found.append({"path": path, "size": info.st_size})
+                if len(found) >= limit:
+                    return json.dumps(found)
+    return json.dumps(found)
 
-    module.changed_files_json = changed_files_json
-    sys.modules["_ai_computer"] = module
-    get_ipython().events.register("pre_run_cell", before_cell)
-
-
-_ai_computer_install()
-del _ai_computer_install
+module.changed_files_json = changed_files_json
+sys.modules["_ai_computer"] = module
+get_ipython().events.register("pre_run_cell", before_cell)
 """
 
-
-def kernel_arguments() -> list[str]:
-    """Command-line arguments for ipykernel that install the helper."""
-    encoded = base64.b64encode(_SOURCE.encode()).decode()
-    line = f"exec(__import__('base64').b64decode('{encoded}').decode())"
-    return [f"--IPKernelApp.exec_lines={line}"]
+CHANGED_FILES_ARGUMENTS = [f"--IPKernelApp.exec_lines=exec({_SOURCE!r}, {{}})"]
+"""ipykernel options that install the helper."""
