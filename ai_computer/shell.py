@@ -67,12 +67,10 @@ class Shell:
             "exit_code": result.exit_code,
             "truncated": result.stdout_dropped > 0,
         }
+        # 124 and 137 mean a timeout only once the limit has passed: a command may exit with
+        # either on its own.
         overran = limit is not None and time.monotonic() - started >= limit
-        if (
-            result.timed_out
-            or result.exit_code == _TIMED_OUT
-            or (result.exit_code == _KILLED and overran)
-        ):
+        if result.timed_out or (result.exit_code in (_TIMED_OUT, _KILLED) and overran):
             shown = limits.format_seconds(limit or 0)
             return SandboxResponse(False, data, f"command timed out after {shown} and was killed")
         if result.exit_code == _KILLED:

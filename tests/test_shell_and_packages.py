@@ -25,6 +25,9 @@ async def test_shell_exit_codes_stdout_and_stderr(shared_sandbox: SandboxClient)
     assert line.data["stdout"] == "1000\n/workspace\n" and line.data["stderr"] == "err\n"
     missing = await shared_sandbox.execute_shell("no-such-program", [])
     assert not missing.success and missing.data["exit_code"] == 127
+    # timeout(1)'s own status, returned by the command itself well within its limit.
+    own = await shared_sandbox.execute_shell("exit 124")
+    assert own.error == "command exited with status 124"
 
 
 async def test_shell_timeout_kills_the_command_and_its_children(
