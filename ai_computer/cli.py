@@ -187,7 +187,9 @@ def _kernelspec_list(arguments: argparse.Namespace) -> int:
 
     for name, spec in kernelspec.installed_sandbox_kernelspecs().items():
         config = spec.metadata["kernel_provisioner"].get("config", {})
-        memory = limits.format_size(limits.parse_memory_limit(config.get("memory_limit", "512M")))
+        memory = limits.format_size(
+            limits.parse_memory_limit(config.get("memory_limit", limits.DEFAULT_MEMORY_LIMIT))
+        )
         cpus = limits.parse_cpu_limit(config.get("cpu_limit", limits.DEFAULT_CPU_LIMIT))
         print(f"{name}\t{spec.display_name}\tmemory {memory}, CPUs {cpus:g}")
     return 0
@@ -279,15 +281,16 @@ def _format_age(seconds: float | None) -> str:
 
 def _sandbox_ps(arguments: argparse.Namespace) -> int:
     from ai_computer import sandboxes
+    from ai_computer.sandboxes import CPU_LIMIT_LABEL, DISK_LIMIT_LABEL, MEMORY_LIMIT_LABEL
 
     rows = [("SANDBOX", "STATUS", "MEMORY", "CPUS", "DISK", "AGE", "OWNER")]
     for info in sandboxes.list_sandboxes():
         labels = info.labels
-        sizes = [labels.get(f"ai-computer.{name}-limit", "") for name in ("memory", "disk")]
+        sizes = [labels.get(label, "") for label in (MEMORY_LIMIT_LABEL, DISK_LIMIT_LABEL)]
         memory, disk = (limits.format_size(int(v)) if v.isdigit() else "?" for v in sizes)
         alive = {True: "running", False: "gone", None: "elsewhere"}[info.owner_alive]
         owner = f"pid {info.owner_pid} ({alive})" if info.owner_pid else "?"
-        cpus = labels.get("ai-computer.cpu-limit", "?")
+        cpus = labels.get(CPU_LIMIT_LABEL, "?")
         rows.append(
             (info.sandbox_id, info.status, memory, cpus, disk, _format_age(info.age), owner)
         )

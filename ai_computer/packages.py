@@ -17,6 +17,7 @@ import sys
 import tarfile
 import tempfile
 from collections.abc import Iterator
+from functools import cache
 from pathlib import Path
 
 from .image import image_file, sandbox_wheel_options
@@ -52,12 +53,13 @@ def check_specifiers(packages: list[str]) -> list[str]:
     return list(packages)
 
 
-def _image_projects() -> set[str]:
+@cache
+def _image_projects() -> frozenset[str]:
     names = set()
     for line in image_file("requirements.txt").decode().splitlines():
         if match := _NAME.match(line.strip()):
             names.add(canonical_name(match.group(0)))
-    return names
+    return frozenset(names)
 
 
 def _wheel_project(wheel: Path) -> str:

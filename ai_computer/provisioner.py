@@ -59,7 +59,16 @@ from .engine import docker_client, remove_quietly
 from .errors import ImageNotFoundError, SandboxError, SandboxStartError
 from .relay import PORTS as _RELAY_PORTS
 from .relay import REFUSED
-from .sandboxes import ROLE_LABEL, SANDBOX_LABEL, default_runtime_root, owner_labels, remove_sandbox
+from .sandboxes import (
+    CPU_LIMIT_LABEL,
+    DISK_LIMIT_LABEL,
+    MEMORY_LIMIT_LABEL,
+    ROLE_LABEL,
+    SANDBOX_LABEL,
+    default_runtime_root,
+    owner_labels,
+    remove_sandbox,
+)
 
 CONTAINER_RUNTIME_DIR = "/run/ai-computer"
 # Where the relay container sees the kernel's runtime directory and its own.
@@ -287,7 +296,7 @@ class DockerSandboxProvisioner(KernelProvisionerBase):
     ).tag(config=True)
     memory_limit = Union(
         [Int(), Unicode()],
-        default_value="512M",
+        default_value=limits.DEFAULT_MEMORY_LIMIT,
         help="Memory limit ('512M', '1G' or bytes; 128M to 2G). Swap is off.",
     ).tag(config=True)
     cpu_limit = Float(limits.DEFAULT_CPU_LIMIT, help="CPU limit in cores (0.1 to 4).").tag(
@@ -742,9 +751,9 @@ class DockerSandboxProvisioner(KernelProvisionerBase):
             ],
             log_max_size=self.log_max_size,
             labels={
-                "ai-computer.memory-limit": str(memory),
-                "ai-computer.cpu-limit": f"{self.cpu_limit:g}",
-                "ai-computer.disk-limit": str(int(self.disk_limit)),
+                MEMORY_LIMIT_LABEL: str(memory),
+                CPU_LIMIT_LABEL: f"{self.cpu_limit:g}",
+                DISK_LIMIT_LABEL: str(int(self.disk_limit)),
             },
             # Sockets must be connectable by the host user, whoever it is: hence umask 0.
             command=["sh", "-c", 'umask 0000 && exec "$@"', "sh", *cmd],

@@ -35,7 +35,12 @@ OWNER_LABEL = "ai-computer.owner"
 """``host/boot id/pid namespace/pid/start time`` of the owner: tells a dead owner from a new
 process that reuses its pid."""
 ROLE_LABEL = "ai-computer.role"
-"""``kernel`` (the container running the kernel) or ``holder`` (keeps the workspace mounted)."""
+"""``kernel`` (the container running the kernel), ``relay`` (forwards its messages) or ``holder``
+(keeps the workspace mounted)."""
+MEMORY_LIMIT_LABEL = "ai-computer.memory-limit"
+CPU_LIMIT_LABEL = "ai-computer.cpu-limit"
+DISK_LIMIT_LABEL = "ai-computer.disk-limit"
+"""The kernel container's limits (bytes, cores, bytes), for ``ai-computer ps``."""
 
 # A runtime directory with no container or volume is left alone this long: its sandbox may be
 # starting (the directory is made just before the container).
