@@ -8,19 +8,9 @@ import sys
 
 import docker
 import pytest
+from sandbox_checks import leftovers
 
 from ai_computer import ImageNotFoundError, SandboxClient, SandboxStateError
-from ai_computer.sandboxes import SANDBOX_LABEL, default_runtime_root
-
-
-def sandbox_leftovers(engine: docker.DockerClient, sandbox_id: str) -> list[str]:
-    selector = {"label": f"{SANDBOX_LABEL}={sandbox_id}"}
-    found = [f"container {c.id}" for c in engine.containers.list(all=True, filters=selector)]
-    found += [f"volume {v.name}" for v in engine.volumes.list(filters=selector)]
-    runtime_dir = os.path.join(default_runtime_root(), sandbox_id)
-    if os.path.exists(runtime_dir):
-        found.append(f"runtime dir {runtime_dir}")
-    return found
 
 
 async def test_setup_execute_cleanup_leaves_nothing(docker_engine: docker.DockerClient) -> None:
@@ -29,12 +19,12 @@ async def test_setup_execute_cleanup_leaves_nothing(docker_engine: docker.Docker
     setup = await client.setup()
     assert setup.success and setup.data["sandbox_id"] == client.sandbox_id
     assert client.state == "ready"
-    assert sandbox_leftovers(docker_engine, client.sandbox_id)  # it really exists
+    assert leftovers(docker_engine, client.sandbox_id)  # it really exists
     response = await client.execute_code("print('Hello from sandbox!')")
     assert response.data["output"] == "Hello from sandbox!\n"
     await client.cleanup()
     assert client.state == "closed"
-    assert sandbox_leftovers(docker_engine, client.sandbox_id) == []
+    assert leftovers(docker_engine, client.sandbox_id) == []
     await client.cleanup()  # idempotent
 
 
@@ -43,7 +33,7 @@ async def test_context_manager_cleans_up_even_on_error(docker_engine: docker.Doc
         async with SandboxClient() as client:
             assert (await client.execute_code("1 + 1")).data["result"] == "2"
             raise RuntimeError("user code failed")
-    assert sandbox_leftovers(docker_engine, client.sandbox_id) == []
+    assert leftovers(docker_engine, client.sandbox_id) == []
 
 
 async def test_bad_use_is_refused_clearly(docker_engine: docker.DockerClient) -> None:
@@ -71,7 +61,7 @@ async def test_missing_image_says_how_to_build(docker_engine: docker.DockerClien
     with pytest.raises(ImageNotFoundError, match="ai-computer image build"):
         await client.setup()
     assert client.state == "closed"
-    assert sandbox_leftovers(docker_engine, client.sandbox_id) == []
+    assert leftovers(docker_engine, client.sandbox_id) == []
 
 
 def test_no_docker_engine_says_how_to_start_one(tmp_path) -> None:

@@ -6,22 +6,22 @@ import asyncio
 from pathlib import Path
 
 import docker
+import pytest
 from jupyter_client import AsyncKernelManager
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.provisioning import KernelProvisionerFactory
+from traitlets import TraitError
 
 from ai_computer.kernelspec import SHIPPED_KERNELSPEC_DIR
 from ai_computer.provisioner import DockerSandboxProvisioner
 from ai_computer.sandboxes import SANDBOX_LABEL
-
-KERNELSPEC_DIR = SHIPPED_KERNELSPEC_DIR
 
 
 async def test_plain_kernel_manager_runs_the_installed_kernelspec(
     docker_engine: docker.DockerClient, tmp_path: Path
 ) -> None:
     specs = KernelSpecManager(kernel_dirs=[str(tmp_path / "share" / "jupyter" / "kernels")])
-    specs.install_kernel_spec(str(KERNELSPEC_DIR), prefix=str(tmp_path))
+    specs.install_kernel_spec(str(SHIPPED_KERNELSPEC_DIR), prefix=str(tmp_path))
     spec = specs.get_kernel_spec("ai-computer-sandbox")
     assert spec.display_name == "AI Computer Sandbox"
     assert KernelProvisionerFactory.instance().is_provisioner_available(spec)
@@ -58,9 +58,6 @@ async def test_plain_kernel_manager_runs_the_installed_kernelspec(
 
 
 def test_bad_kernelspec_config_is_refused_with_the_allowed_range() -> None:
-    import pytest
-    from traitlets import TraitError
-
     with pytest.raises(TraitError, match="memory_limit '8G' exceeds the maximum of 2G"):
         DockerSandboxProvisioner(memory_limit="8G")
     with pytest.raises(TraitError, match="sandbox_user '0:0'"):
@@ -134,8 +131,5 @@ async def test_prestart_hands_each_kernel_a_fresh_spare_sandbox(
 
 
 def test_prestart_out_of_range_is_refused() -> None:
-    import pytest
-    from traitlets import TraitError
-
     with pytest.raises(TraitError, match="prestart 9 is not a whole number from 0 to 8"):
         DockerSandboxProvisioner(prestart=9)

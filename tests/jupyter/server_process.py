@@ -7,7 +7,7 @@ import asyncio
 import json
 import socket
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,6 @@ class Reply:
     status: str = ""
     stdout: str = ""
     ename: str | None = None
-    states: list[str] = field(default_factory=list)
 
 
 class KernelSocket:

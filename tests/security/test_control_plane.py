@@ -4,15 +4,12 @@ kernel never sends marks the sandbox broken until restart(), and restart() recov
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import time
 from textwrap import dedent
 
 import docker
 import pytest
-from sandbox_checks import still_works
+from sandbox_checks import run_client, still_works
 
 from ai_computer import SandboxClient, SandboxStateError
 
@@ -163,11 +160,7 @@ def test_many_part_messages_leave_the_client_memory_bounded(
     # 100 parts of 14 MiB (1.4 GB, one reused buffer in the sandbox) on IOPub: the
     # relay must hold a message whole (libzmq) and is killed by its memory limit; the client,
     # in a process of its own so that its peak memory is its alone, never sees the message.
-    done = subprocess.run(
-        [sys.executable, "-c", CLIENT_UNDER_MANY_PARTS], capture_output=True, text=True, timeout=110
-    )
-    assert done.returncode == 0, done.stderr
-    report = json.loads(done.stdout.strip().splitlines()[-1])
+    report = run_client(CLIENT_UNDER_MANY_PARTS)
     assert report["error"].startswith("the sandbox is broken: it sent a message too big to hold")
     assert report["seconds"] < 5
     assert report["restarted"] and report["last"] == "2"

@@ -13,6 +13,7 @@ import uuid
 from pathlib import Path
 
 import docker
+from sandbox_checks import leftovers
 
 from ai_computer import SandboxClient
 from ai_computer.sandboxes import (
@@ -38,15 +39,6 @@ async def main():
 
 asyncio.run(main())
 """
-
-
-def leftovers(engine: docker.DockerClient, sandbox_id: str) -> list[str]:
-    selector = {"label": f"{SANDBOX_LABEL}={sandbox_id}"}
-    found = [f"container {c.name}" for c in engine.containers.list(all=True, filters=selector)]
-    found += [f"volume {v.name}" for v in engine.volumes.list(filters=selector)]
-    if os.path.exists(os.path.join(default_runtime_root(), sandbox_id)):
-        found.append("runtime dir")
-    return found
 
 
 def cli(*arguments: str) -> str:

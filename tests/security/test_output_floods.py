@@ -3,16 +3,13 @@ nothing hangs, and the container's log stays small."""
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 import time
 from textwrap import dedent
 
 import docker
 import pytest
-from sandbox_checks import still_works
+from sandbox_checks import run_client, still_works
 
 from ai_computer import SandboxClient
 
@@ -135,11 +132,7 @@ CLIENT_UNDER_FLOOD = dedent("""
 
 def test_client_memory_stays_bounded_under_floods(docker_engine: docker.DockerClient) -> None:
     # In a process of its own, so that its peak memory is the client's alone.
-    done = subprocess.run(
-        [sys.executable, "-c", CLIENT_UNDER_FLOOD], capture_output=True, text=True, timeout=110
-    )
-    assert done.returncode == 0, done.stderr
-    report = json.loads(done.stdout.strip().splitlines()[-1])
+    report = run_client(CLIENT_UNDER_FLOOD)
     results = report["results"]
     assert results["line"][:2] == [True, None]
     assert results["loop"][:2] == [True, None]
