@@ -90,10 +90,13 @@ ensure_image() {
         return
     fi
     # Without a registry the base comes from mmdebstrap; with one, python:3.11-slim is pulled.
+    # When the pull here failed, the build does not try it again.
+    local base=auto
     if ! command -v mmdebstrap >/dev/null && ! docker pull -q python:3.11-slim >/dev/null 2>&1; then
         apt_install mmdebstrap
+        base=debian
     fi
-    .venv/bin/ai-computer image build
+    .venv/bin/ai-computer image build --base "$base"
 }
 
 command=${1:-run}
