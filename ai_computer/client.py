@@ -54,6 +54,7 @@ _QUEUE_SIZE = 10_000  # IOPub messages buffered for a slow reader; the kernel dr
 _QUEUE_HEADROOM = 16 * limits.MIB  # bytes queued for a slow reader beyond the output cap
 _EXIT_REPORT_DELAY = 3.0  # a container's exit is known well within this after its sockets close
 _READY_PROBE_INTERVAL = 0.05
+_FILES_EXPRESSIONS = {"files": CHANGED_FILES_EXPRESSION}  # data["files"], from the shell reply
 
 
 class _Broken:
@@ -452,9 +453,7 @@ class SandboxClient:
             self._require_ready()
             assert self._kc is not None
             loop = asyncio.get_running_loop()
-            msg_id = self._kc.execute(
-                code, allow_stdin=False, user_expressions={"files": CHANGED_FILES_EXPRESSION}
-            )
+            msg_id = self._kc.execute(code, allow_stdin=False, user_expressions=_FILES_EXPRESSIONS)
             deadline = None if limit is None else loop.time() + limit
             self._events.current = msg_id
             async for event in self._follow(msg_id, record, deadline):
@@ -494,13 +493,9 @@ class SandboxClient:
                         yield event
                     return
                 continue
-            parent = item.get("parent_header")
-            if not isinstance(parent, dict) or parent.get("msg_id") != msg_id:
+            if parent_id(item) != msg_id:
                 continue  # late output of an earlier execution, or noise
-            content = item.get("content")
-            for event in record.apply(
-                str(item.get("msg_type")), content if isinstance(content, dict) else {}
-            ):
+            for event in record.apply(item["msg_type"], item["content"]):  # checked by receive()
                 yield event
 
     async def _stop_overrun(
@@ -566,8 +561,9 @@ class SandboxClient:
         (IPython runs no pre_run_cell hooks for it), so it lists what the failed code changed."""
         if self._kc is None or self._broken is not None:
             return
-        expressions = {"files": CHANGED_FILES_EXPRESSION}
-        msg_id = self._kc.execute("", silent=True, allow_stdin=False, user_expressions=expressions)
+        msg_id = self._kc.execute(
+            "", silent=True, allow_stdin=False, user_expressions=_FILES_EXPRESSIONS
+        )
         await self._collect_reply(msg_id, record)
 
     async def _collect_reply(self, msg_id: str, record: ExecutionRecord) -> None:
