@@ -15,7 +15,7 @@ import logging
 import os
 import tempfile
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
@@ -71,6 +71,20 @@ async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
     for task in tasks:
         with contextlib.suppress(BaseException):
             await task
+
+
+async def _race(
+    *awaitables: Awaitable[Any], timeout: float | None = None
+) -> list[asyncio.Future[Any] | None]:
+    """Wait until the first of ``awaitables`` ends (or ``timeout`` passes); cancel the others.
+    Returns, in order, the futures of those that ended and None for the others."""
+    futures = [asyncio.ensure_future(awaitable) for awaitable in awaitables]
+    try:
+        done, _ = await asyncio.wait(futures, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for future in futures:
+            future.cancel()
+    return [future if future in done else None for future in futures]
 
 
 class _State(enum.Enum):
@@ -309,27 +323,13 @@ class SandboxClient:
         the client refused (a message over the size cap): the sandbox is then broken."""
         assert self._kc is not None
         kc = self._kc
-        channels = (kc.iopub_channel, kc.shell_channel)
-        watches = [asyncio.ensure_future(disconnected(channel)) for channel in channels]
-        try:
-            await asyncio.wait(watches, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for watch in watches:
-                watch.cancel()
+        await _race(disconnected(kc.iopub_channel), disconnected(kc.shell_channel))
         # A dying kernel or relay cuts connections too: that is reported by the exit watchers.
         provisioner = self._provisioner
-        exits = [
-            asyncio.ensure_future(provisioner.exited()),
-            asyncio.ensure_future(provisioner.relay_exited()),
-        ]
-        try:
-            done, _ = await asyncio.wait(
-                exits, timeout=_EXIT_REPORT_DELAY, return_when=asyncio.FIRST_COMPLETED
-            )
-        finally:
-            for wait in exits:
-                wait.cancel()
-        if not done:
+        exits = await _race(
+            provisioner.exited(), provisioner.relay_exited(), timeout=_EXIT_REPORT_DELAY
+        )
+        if exits == [None, None]:
             self._mark_broken("its kernel's connection was cut (a message over the size limit?)")
 
     def _watch_exit(self) -> None:
@@ -372,19 +372,14 @@ class SandboxClient:
         try:
             async with asyncio.timeout(timeout):
                 while True:  # shell: the first request is queued by ZMQ until the socket connects
-                    shell_reply = asyncio.ensure_future(receive(kc.shell_channel))
-                    exit_wait = asyncio.ensure_future(self._provisioner.exited())
-                    try:
-                        done, _ = await asyncio.wait(
-                            {shell_reply, exit_wait}, return_when=asyncio.FIRST_COMPLETED
-                        )
-                    finally:
-                        shell_reply.cancel()
-                        exit_wait.cancel()
-                    if exit_wait in done and not exit_wait.cancelled():
+                    shell_reply, exit_wait = await _race(
+                        receive(kc.shell_channel), self._provisioner.exited()
+                    )
+                    if exit_wait is not None:
                         await self._raise_start_failure(
                             describe_exit(exit_wait.result(), self.memory_limit)
                         )
+                    assert shell_reply is not None  # no timeout: one of the two ended
                     reply, _ = shell_reply.result()
                     if parent_id(reply) in request_ids:
                         break
