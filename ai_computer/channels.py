@@ -10,14 +10,20 @@ huge messages, floods, forged or malformed ones. The client's defences, in one p
 - a message with too many parts, a bad signature, or fields of the wrong type is a
   :class:`KernelProtocolError` (a real kernel never sends one): the client then treats the
   sandbox as broken;
-- :class:`MessageQueue` holds the messages waiting for their reader, bounded in bytes: past the
-  budget, output is dropped (and reported as truncated), never the reader's memory.
+- a message is measured by what it decodes to, before it is decoded (:func:`decoded_size`):
+  ``[[], [], ...]`` is 3 bytes on the wire per list and about 64 in Python. A content part that
+  would decode past the reader's budget is not decoded at all: it arrives as an empty content
+  marked ``oversized`` (output dropped, reported as truncated); oversized header parts are a
+  :class:`KernelProtocolError`;
+- :class:`MessageQueue` holds the messages waiting for their reader, bounded by their decoded
+  size: past the budget, output is dropped (and reported as truncated), never the reader's memory.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -34,6 +40,37 @@ _SMALL_MESSAGE = 4096  # status messages up to this size pass even when the byte
 _BULK_TYPES = frozenset(
     {"stream", "display_data", "update_display_data", "execute_result", "error"}
 )
+
+
+VALUE_COST = 96
+"""Bytes a decoded JSON value may take beyond its text (an empty list is 56, a dict 64, plus the
+slot that holds it): :func:`decoded_size` charges this for each value."""
+_HEADER_LIMIT = 64 * 1024  # header and parent header: a real kernel's are a few hundred bytes
+_METADATA_LIMIT = MIB
+_STRING = re.compile(rb'"[^"]*"')  # a JSON string, once escaped quotes are removed
+
+
+def decoded_size(text: bytes, limit: int) -> int:
+    """An upper bound of the memory ``json.loads(text)`` takes (or a number past ``limit``,
+    when it would take more than that), found without decoding: the text's length plus
+    ``VALUE_COST`` for each value, counted by the commas, colons and brackets outside strings.
+
+    Cheap first (counting them everywhere, strings included); only text that fails that is
+    scanned string by string, and text holding too many strings to scan cheaply is past the
+    limit anyway (each string is a value).
+    """
+
+    def structure(data: bytes) -> int:
+        return sum(data.count(mark) for mark in (b",", b":", b"[", b"{"))
+
+    size = len(text) + VALUE_COST * structure(text)
+    if size <= limit:
+        return size
+    unescaped = text.replace(b"\\\\", b"").replace(b'\\"', b"")
+    strings = unescaped.count(b'"') // 2
+    if len(text) + VALUE_COST * strings > limit:
+        return len(text) + VALUE_COST * strings
+    return len(text) + VALUE_COST * (structure(_STRING.sub(b"", unescaped)) + strings)
 
 
 class KernelProtocolError(Exception):
@@ -53,22 +90,44 @@ def configure_context(context: zmq.Context[Any], output_limit: int) -> None:
     context.setsockopt(zmq.RCVHWM, RECEIVE_HWM)
 
 
-async def receive(channel: ZMQSocketChannel) -> tuple[dict[str, Any], int]:
-    """The next message of ``channel`` and its size in bytes, checked.
+async def receive(channel: ZMQSocketChannel, decode_limit: int) -> tuple[dict[str, Any], int]:
+    """The next message of ``channel`` and its decoded size in bytes (an upper bound), checked.
 
-    Raises ``KernelProtocolError`` for a message that does not parse or is not well formed.
+    A content part that would decode to more than ``decode_limit`` bytes is left undecoded: the
+    message then has an empty ``content`` and ``oversized`` True, and its size says how big it
+    would have been. Raises ``KernelProtocolError`` for a message that does not parse or is not
+    well formed.
     """
     socket = channel.socket
     assert socket is not None
     frames = await socket.recv_multipart(copy=False)  # type: ignore[misc]
-    size = sum(len(frame) for frame in frames)
     if len(frames) > MAX_PARTS:
         raise KernelProtocolError(f"a message of {len(frames)} parts")
     try:
         _, parts = channel.session.feed_identities(frames, copy=False)
-        message: dict[str, Any] = channel.session.deserialize(parts, content=True, copy=False)
+    except ValueError as exc:
+        raise KernelProtocolError(f"an unreadable message ({_short(exc)})") from exc
+    if len(parts) < 5:
+        raise KernelProtocolError(f"a message of {len(parts)} parts after its routing ids")
+    head = [part.bytes for part in parts[:5]]  # signature and the four JSON parts
+    sizes = [
+        decoded_size(text, limit)
+        for text, limit in zip(
+            head[1:], (_HEADER_LIMIT, _HEADER_LIMIT, _METADATA_LIMIT, decode_limit), strict=True
+        )
+    ]
+    if sizes[0] > _HEADER_LIMIT or sizes[1] > _HEADER_LIMIT or sizes[2] > _METADATA_LIMIT:
+        raise KernelProtocolError(f"a message with a header part of {max(sizes[:3])} bytes")
+    oversized = sizes[3] > decode_limit
+    size = sum(sizes) + sum(len(part) for part in parts[5:])
+    try:
+        message: dict[str, Any] = channel.session.deserialize(
+            [*head, *parts[5:]], content=not oversized, copy=True
+        )
     except Exception as exc:  # bad signature, replay, JSON, UTF-8, missing fields, recursion...
         raise KernelProtocolError(f"an unreadable message ({_short(exc)})") from exc
+    if oversized:
+        message["content"], message["oversized"] = {}, True
     fields = ("header", "parent_header", "metadata", "content")
     if not all(isinstance(message.get(name), dict) for name in fields) or not isinstance(
         message.get("msg_type"), str
@@ -136,11 +195,11 @@ class MessageQueue:
         """Queue a notice of the client's own (a container exit, a broken channel)."""
         self._queue.put_nowait((item, 0))
 
-    async def get(self) -> Any:
-        """The next item, waiting for one."""
+    async def get(self) -> tuple[Any, int]:
+        """The next item and its decoded size (0 for the client's own notices), waiting for one."""
         item, size = await self._queue.get()
         self._bytes -= size
-        return item
+        return item, size
 
     def take_dropped(self) -> int:
         """Bytes of the current request's output dropped since the last call."""

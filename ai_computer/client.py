@@ -16,6 +16,8 @@ import os
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
@@ -33,7 +35,7 @@ from .channels import (
     rate_limited,
     receive,
 )
-from .container_exec import ExecResult, run_in_container
+from .container_exec import ExecHandle, ExecResult, run_in_container
 from .engine import docker_client
 from .errors import SandboxError, SandboxStartError, SandboxStateError
 from .execution import ExecutionRecord
@@ -54,6 +56,9 @@ _QUEUE_SIZE = 10_000  # IOPub messages buffered for a slow reader; the kernel dr
 _QUEUE_HEADROOM = 16 * limits.MIB  # bytes queued for a slow reader beyond the output cap
 _EXIT_REPORT_DELAY = 3.0  # a container's exit is known well within this after its sockets close
 _READY_PROBE_INTERVAL = 0.05
+# Worker threads for one sandbox's file, shell and package commands: a sandbox that stops its
+# commands ties up its own workers (until their timeouts), never another sandbox's or the loop's.
+_EXEC_WORKERS = 4
 _FILES_EXPRESSIONS = {"files": CHANGED_FILES_EXPRESSION}  # data["files"], from the shell reply
 
 
@@ -158,8 +163,11 @@ class SandboxClient:
         self._exit_watchers: list[asyncio.Task[None]] = []
         self._lock = asyncio.Lock()
         self._broken: str | None = None
+        self._cut_settled: asyncio.Future[None] | None = None
         self._warn_tampering = rate_limited(log.warning)
-        self.fs = FileSystem(self._exec)
+        self._executor: ThreadPoolExecutor | None = None
+        self._running_execs: set[ExecHandle] = set()
+        self.fs = FileSystem(self._exec, max_size=self.disk_limit)
         """File operations confined to /workspace."""
         self.shell = Shell(self._exec, self.timeout, self.output_limit)
         """Programs run inside the sandbox."""
@@ -271,6 +279,10 @@ class SandboxClient:
         await self._wait_for_kernel(self.startup_timeout)
 
     async def _teardown(self) -> None:
+        for handle in list(self._running_execs):
+            handle.abort()
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
         await _cancel(self._exit_watchers)
         self._exit_watchers = []
         await self._disconnect()
@@ -288,7 +300,7 @@ class SandboxClient:
         channel = self._kc.iopub_channel
         while True:
             try:
-                msg, size = await receive(channel)
+                msg, size = await receive(channel, self._events.max_bytes)
             except KernelProtocolError as exc:
                 self._mark_broken(f"it sent {exc}")
                 continue
@@ -315,6 +327,7 @@ class SandboxClient:
         self._kc = self._km.client()
         configure_context(self._kc.context, self.output_limit)  # before any socket is made
         self._kc.start_channels(hb=False, stdin=False)
+        self._cut_settled = None
         self._tasks.append(asyncio.create_task(self._pump_iopub()))
         self._tasks.append(asyncio.create_task(self._watch_connections()))
 
@@ -324,13 +337,28 @@ class SandboxClient:
         assert self._kc is not None
         kc = self._kc
         await _race(disconnected(kc.iopub_channel), disconnected(kc.shell_channel))
-        # A dying kernel or relay cuts connections too: that is reported by the exit watchers.
-        provisioner = self._provisioner
-        exits = await _race(
-            provisioner.exited(), provisioner.relay_exited(), timeout=_EXIT_REPORT_DELAY
-        )
-        if exits == [None, None]:
-            self._mark_broken("its kernel's connection was cut (a message over the size limit?)")
+        # Nothing may be sent on a cut connection (libzmq can block the sender for good):
+        # requests wait until the cut is explained.
+        settled = self._cut_settled = asyncio.get_running_loop().create_future()
+        try:
+            # A dying kernel or relay cuts connections too: that is reported by the exit
+            # watchers.
+            provisioner = self._provisioner
+            exits = await _race(
+                provisioner.exited(), provisioner.relay_exited(), timeout=_EXIT_REPORT_DELAY
+            )
+            if exits == [None, None]:
+                self._mark_broken(
+                    "its kernel's connection was cut (a message over the size limit?)"
+                )
+        finally:
+            settled.set_result(None)
+
+    async def _connection_settled(self) -> None:
+        """Wait until a cut connection, if any, is explained (then the state says what is
+        allowed); at most ``_EXIT_REPORT_DELAY``."""
+        if self._cut_settled is not None:
+            await asyncio.shield(self._cut_settled)
 
     def _watch_exit(self) -> None:
         """Post the current container's exit into the event queue when it happens; a relay's
@@ -373,7 +401,8 @@ class SandboxClient:
             async with asyncio.timeout(timeout):
                 while True:  # shell: the first request is queued by ZMQ until the socket connects
                     shell_reply, exit_wait = await _race(
-                        receive(kc.shell_channel), self._provisioner.exited()
+                        receive(kc.shell_channel, self._events.max_bytes),
+                        self._provisioner.exited(),
                     )
                     if exit_wait is not None:
                         await self._raise_start_failure(
@@ -394,7 +423,7 @@ class SandboxClient:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(_READY_PROBE_INTERVAL):
                 while True:
-                    item = await self._events.get()
+                    item, _ = await self._events.get()
                     if isinstance(item, _Broken):
                         await self._raise_start_failure(f"the kernel {item.reason}")
                     if isinstance(item, ContainerExit):
@@ -445,6 +474,7 @@ class SandboxClient:
         limit = self.timeout if timeout is None else limits.parse_timeout(timeout)
         self._require_ready()
         async with self._lock:
+            await self._connection_settled()
             self._require_ready()
             assert self._kc is not None
             loop = asyncio.get_running_loop()
@@ -471,7 +501,7 @@ class SandboxClient:
         while not record.finished:
             try:
                 async with asyncio.timeout_at(deadline):
-                    item = await self._events.get()
+                    item, size = await self._events.get()
             except TimeoutError:
                 return
             for event in record.drop(self._events.take_dropped()):
@@ -490,7 +520,7 @@ class SandboxClient:
                 continue
             if parent_id(item) != msg_id:
                 continue  # late output of an earlier execution, or noise
-            for event in record.apply(item["msg_type"], item["content"]):  # checked by receive()
+            for event in record.apply(item["msg_type"], item["content"], size):  # see receive()
                 yield event
 
     async def _stop_overrun(
@@ -568,7 +598,7 @@ class SandboxClient:
             async with asyncio.timeout(self.interrupt_grace):
                 while True:
                     try:
-                        reply, _ = await receive(self._kc.shell_channel)
+                        reply, _ = await receive(self._kc.shell_channel, self._events.max_bytes)
                     except KernelProtocolError as exc:
                         self._mark_broken(f"it sent {exc}")
                         return
@@ -604,13 +634,27 @@ class SandboxClient:
     # -- files, shell, packages --------------------------------------------------------------
 
     async def _exec(self, argv: list[str], **options: Any) -> ExecResult:
-        """Run a program in the sandbox's container (see ``container_exec``)."""
+        """Run a program in the sandbox's container (see ``container_exec``), on this sandbox's
+        own worker threads. Cancelled, it closes the program's stream at once: the worker is
+        free again (the program itself is left to its own limits)."""
         self._require_ready()
         container_id = self._provisioner.container_id
         if container_id is None:
             raise SandboxError("the sandbox has no running container (is it restarting?)")
+        if self._executor is None:
+            prefix = f"ai-computer-exec-{self.sandbox_id[:8]}"
+            self._executor = ThreadPoolExecutor(_EXEC_WORKERS, thread_name_prefix=prefix)
         user = self._provisioner.sandbox_user
-        return await asyncio.to_thread(run_in_container, container_id, argv, user=user, **options)
+        handle = ExecHandle()
+        run = partial(run_in_container, container_id, argv, user=user, handle=handle, **options)
+        self._running_execs.add(handle)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, run)
+        except asyncio.CancelledError:
+            handle.abort()
+            raise
+        finally:
+            self._running_execs.discard(handle)
 
     async def execute_shell(
         self, command: str, args: list[str] | None = None, timeout: float | None = None
@@ -625,10 +669,14 @@ class SandboxClient:
         return await self.fs.upload_file(file_path, destination)
 
     async def download_file(
-        self, remote_path: str, local_path: str | os.PathLike[str] | None = None
+        self,
+        remote_path: str,
+        local_path: str | os.PathLike[str] | None = None,
+        max_size: int | None = None,
     ) -> FileOperationResponse:
-        """Copy a sandbox file to ``local_path``."""
-        return await self.fs.download_file(remote_path, local_path)
+        """Copy a sandbox file to ``local_path`` (at most ``max_size``, by default the disk
+        limit)."""
+        return await self.fs.download_file(remote_path, local_path, max_size)
 
     async def upload_bytes(
         self, content: bytes | IO[bytes], filename: str, destination: str = "/workspace"
@@ -636,9 +684,12 @@ class SandboxClient:
         """Write bytes (or a binary file object) to ``destination/filename`` in the sandbox."""
         return await self.fs.upload_bytes(content, filename, destination)
 
-    async def download_bytes(self, remote_path: str) -> bytes | FileOperationResponse:
-        """A sandbox file's bytes; a ``FileOperationResponse`` on failure."""
-        return await self.fs.download_bytes(remote_path)
+    async def download_bytes(
+        self, remote_path: str, max_size: int | None = None
+    ) -> bytes | FileOperationResponse:
+        """A sandbox file's bytes (at most ``max_size``, by default the disk limit); a
+        ``FileOperationResponse`` on failure."""
+        return await self.fs.download_bytes(remote_path, max_size)
 
     async def install_packages(
         self, packages: list[str], timeout: float | None = None
@@ -661,7 +712,9 @@ class SandboxClient:
             data: dict[str, Any] = {"packages": specifiers, "installed": wheels}
             if not wheels:
                 return SandboxResponse(True, data={**data, "message": "already in the image"})
-            result = await self._exec(unpack_argv(), stdin=tar_chunks(staging), timeout=timeout)
+            result = await self._exec(
+                unpack_argv(), stdin=tar_chunks(staging), timeout=timeout, idle_timeout=60.0
+            )
         if result.exit_code != 0:
             return SandboxResponse(False, data=data, error=result.failure())
         return SandboxResponse(True, data=data)

@@ -51,6 +51,39 @@ class ExecResult:
         return text or f"exit status {self.exit_code}"
 
 
+class StopTransfer(Exception):
+    """Raised by an ``on_stdout`` callback to end an exec at once: its stream is closed, not
+    drained (a download past its size limit)."""
+
+
+class ExecHandle:
+    """Lets another thread end a running exec: ``abort()`` shuts its socket down, which wakes a
+    reader or writer blocked on it. What a cancelled call uses, so that no worker thread stays
+    behind blocked on a sandbox that stopped answering."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._socket: socket.socket | None = None
+        self.aborted = False
+
+    def attach(self, raw: socket.socket) -> None:
+        with self._lock:
+            self._socket = raw
+            if self.aborted:
+                _shut(raw)
+
+    def abort(self) -> None:
+        with self._lock:
+            self.aborted = True
+            if self._socket is not None:
+                _shut(self._socket)
+
+
+def _shut(raw: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        raw.shutdown(socket.SHUT_RDWR)
+
+
 def run_in_container(
     container_id: str,
     argv: list[str],
@@ -61,11 +94,18 @@ def run_in_container(
     stdout_limit: int = 16 * 1024 * 1024,
     stderr_limit: int = 64 * 1024,
     timeout: float | None = None,
+    idle_timeout: float | None = None,
     workdir: str = "/workspace",
+    handle: ExecHandle | None = None,
 ) -> ExecResult:
     """Run ``argv`` in the container; feed it ``stdin``; pass stdout to ``on_stdout`` or keep
-    up to ``stdout_limit`` bytes of it. ``timeout`` bounds the wait for output (a safety net:
-    callers that need a precise limit enforce it inside, e.g. with coreutils ``timeout``)."""
+    up to ``stdout_limit`` bytes of it.
+
+    ``timeout`` bounds the whole exec and ``idle_timeout`` each wait for output: past either the
+    stream is closed and the result says ``timed_out`` (a safety net: callers that need a
+    precise limit enforce it inside too). ``on_stdout`` may raise :class:`StopTransfer` to end
+    the exec at once (``stopped``). ``handle.abort()`` from another thread ends it the same way.
+    """
     api = docker_client().api
     with translate_docker_errors("running a command in the sandbox failed"):
         try:
@@ -78,18 +118,20 @@ def run_in_container(
             raise
         stream = api.exec_start(exec_id, socket=True)
     raw: socket.socket = getattr(stream, "_sock", stream)
+    handle = handle or ExecHandle()
+    handle.attach(raw)
+    deadline = None if timeout is None else time.monotonic() + timeout
     stdout, stderr = bytearray(), bytearray()
     dropped = 0
-    timed_out = False
+    ended_early = timed_out = False
     writer = None
     try:
-        raw.settimeout(timeout)
         if stdin is not None:
             # Feed stdin from a thread while this one reads: a program that stops reading (a
             # full disk) must not leave us blocked in a write, and its report must get through.
             writer = threading.Thread(target=_feed, args=(raw, stdin), daemon=True)
             writer.start()
-        for kind, data in _frames(raw):
+        for kind, data in _frames(raw, deadline, idle_timeout):
             if kind == _STDOUT:
                 if on_stdout is not None:
                     on_stdout(data)
@@ -102,16 +144,21 @@ def run_in_container(
             elif kind == _STDERR and len(stderr) < stderr_limit:
                 stderr += data[: stderr_limit - len(stderr)]
     except TimeoutError:
-        timed_out = True
+        ended_early = timed_out = True
+    except StopTransfer:
+        ended_early = True
+    except OSError:
+        if not handle.aborted:
+            raise SandboxError("the connection to the sandbox's command was lost") from None
+        ended_early = True
     finally:
+        _shut(raw)  # wakes a writer blocked on a full socket; ends the exec's stream
         if writer is not None:
-            with contextlib.suppress(OSError):
-                raw.shutdown(socket.SHUT_RDWR)  # wakes a writer blocked on a full socket
             writer.join()
         stream.close()
         raw.close()  # closing the SocketIO wrapper alone leaves the socket open
-    if timed_out:
-        return ExecResult(-1, bytes(stdout), bytes(stderr), dropped, timed_out=True)
+    if ended_early or handle.aborted:
+        return ExecResult(-1, bytes(stdout), bytes(stderr), dropped, timed_out=timed_out)
     return ExecResult(_exit_code(exec_id), bytes(stdout), bytes(stderr), dropped)
 
 
@@ -125,13 +172,23 @@ def _feed(raw: socket.socket, stdin: Iterable[bytes]) -> None:
         pass  # the program stopped reading or the stream ended: the exit status tells the rest
 
 
-def _receive_exactly(raw: socket.socket, size: int) -> bytearray | None:
-    """``size`` bytes from the socket (subject to its timeout), or None at end of stream.
-    Received in place: transfers pass through here once per frame, uncopied."""
+def _receive_exactly(
+    raw: socket.socket, size: int, deadline: float | None, idle_timeout: float | None
+) -> bytearray | None:
+    """``size`` bytes from the socket, or None at end of stream; TimeoutError past the deadline
+    or after ``idle_timeout`` seconds without data. Received in place: transfers pass through
+    here once per frame, uncopied."""
     data = bytearray(size)
     view = memoryview(data)
     received = 0
     while received < size:
+        wait = idle_timeout
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError
+            wait = left if wait is None else min(wait, left)
+        raw.settimeout(wait)
         count = raw.recv_into(view[received:], min(size - received, 1 << 20))
         if not count:
             return None
@@ -139,11 +196,13 @@ def _receive_exactly(raw: socket.socket, size: int) -> bytearray | None:
     return data
 
 
-def _frames(raw: socket.socket) -> Iterator[tuple[int, bytearray]]:
+def _frames(
+    raw: socket.socket, deadline: float | None, idle_timeout: float | None
+) -> Iterator[tuple[int, bytearray]]:
     """Demultiplex an exec's output into (stream kind, data) frames until it ends."""
-    while (header := _receive_exactly(raw, _HEADER.size)) is not None:
+    while (header := _receive_exactly(raw, _HEADER.size, deadline, idle_timeout)) is not None:
         kind, size = _HEADER.unpack(header)
-        data = _receive_exactly(raw, size)
+        data = _receive_exactly(raw, size, deadline, idle_timeout)
         if data is None:
             return
         yield kind, data

@@ -6,12 +6,12 @@ forge messages), so fields are type-checked here and the kept output is capped.
 
 from __future__ import annotations
 
-import ast
 import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from .kernel_startup import CHANGED_FILES_LIMIT
 from .limits import format_size
 from .models import SandboxResponse, StreamEvent
 
@@ -40,20 +40,36 @@ def _bundle_size(bundle: dict[str, Any]) -> int:
     return sum(len(v) if isinstance(v, str) else len(json.dumps(v)) for v in bundle.values())
 
 
-def _changed_files(text: Any) -> list[dict[str, Any]] | None:
-    """Parse the kernel's list of changed files (a repr of a JSON string; untrusted)."""
+# The listing's text is refused unparsed past this: CHANGED_FILES_LIMIT entries of paths of a
+# few hundred bytes fit many times over.
+CHANGED_FILES_TEXT_LIMIT = 1024 * 1024
+_MAX_PATH = 4096
+
+
+def changed_files(text: Any) -> list[dict[str, Any]] | None:
+    """Parse the kernel's list of changed files: JSON text, untrusted (the kernel controls it).
+
+    Capped before parsing, parsed as JSON only; entries that are not a path under /workspace
+    with a size are dropped, and at most ``CHANGED_FILES_LIMIT`` are kept. None when the text
+    is not such a listing.
+    """
+    if not isinstance(text, str) or len(text) > CHANGED_FILES_TEXT_LIMIT:
+        return None
     try:
-        entries = json.loads(ast.literal_eval(text))
-    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        entries = json.loads(text)
+    except (ValueError, RecursionError):
         return None
     if not isinstance(entries, list):
         return None
     return [
         {"path": entry["path"], "size": entry["size"]}
-        for entry in entries
+        for entry in entries[:CHANGED_FILES_LIMIT]
         if isinstance(entry, dict)
         and isinstance(entry.get("path"), str)
-        and isinstance(entry.get("size"), int)
+        and entry["path"].startswith("/workspace/")
+        and len(entry["path"]) <= _MAX_PATH
+        and type(entry.get("size")) is int
+        and entry["size"] >= 0
     ]
 
 
@@ -80,8 +96,13 @@ class ExecutionRecord:
         """True when output was dropped because it passed ``output_limit``."""
         return self.dropped_bytes > 0
 
-    def apply(self, msg_type: str, content: dict[str, Any]) -> list[StreamEvent]:
-        """Record one IOPub message of this execution; return the events it yields."""
+    def apply(self, msg_type: str, content: dict[str, Any], size: int = 0) -> list[StreamEvent]:
+        """Record one IOPub message of this execution; return the events it yields.
+
+        ``size`` is the message's decoded size (``channels.decoded_size``): a display costs at
+        least that against ``output_limit``, so JSON values that decode to many times their
+        text are counted as what they hold in memory.
+        """
         if msg_type == "stream":
             name = "stderr" if content.get("name") == "stderr" else "stdout"
             # Lone surrogates (possible in JSON) cannot be printed or encoded: replace them.
@@ -100,7 +121,7 @@ class ExecutionRecord:
             bundle = _bundle(content)
             if not bundle:
                 return []
-            size = _bundle_size(bundle)
+            size = size or _bundle_size(bundle)  # the decoded size covers the text
             if self.kept_bytes + size > self.output_limit:  # a bundle is kept whole or not at all
                 return self.drop(size)
             self.kept_bytes += size
@@ -142,7 +163,7 @@ class ExecutionRecord:
         expressions = content.get("user_expressions")
         files = expressions.get("files") if isinstance(expressions, dict) else None
         if isinstance(files, dict) and files.get("status") == "ok":
-            self.files = _changed_files(_bundle(files).get("text/plain"))
+            self.files = changed_files(_bundle(files).get("text/plain"))
 
     def drop(self, size: int) -> list[StreamEvent]:
         """Count output dropped for want of room (here, or in the client's queue before it got

@@ -4,6 +4,11 @@ Each operation runs ``sandbox_tool.py`` inside the container as the sandbox user
 symlink planted by sandbox code can only ever lead to the container's own files, and the tool
 refuses those too (see its docstring). Transfers stream in 1 MiB chunks: neither side holds a
 whole file in memory, and an interrupted upload leaves nothing half-written.
+
+What the tool reports is checked, never believed: a download is bounded by ``max_size`` (the
+sandbox's disk limit unless the caller says otherwise) whatever size a file claims, and every
+operation ends after ``idle_timeout`` seconds without progress (code in the sandbox can stop the
+tool, which runs as its uid).
 """
 
 from __future__ import annotations
@@ -19,12 +24,15 @@ from importlib import resources
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from .container_exec import ExecResult
+from .container_exec import ExecResult, StopTransfer
 from .errors import SandboxError
 from .models import FileOperationResponse, SandboxResponse
 
 WORKSPACE = "/workspace"
 CHUNK_SIZE = 1 << 20
+DEFAULT_IDLE_TIMEOUT = 30.0
+"""Seconds a file operation may go without progress before it is given up."""
+_REPORT_LIMIT = 16 * 1024 * 1024  # the tool's JSON answer; a listing stops well below this
 
 
 class ExecRunner(Protocol):
@@ -39,6 +47,8 @@ class ExecRunner(Protocol):
         stdout_limit: int = ...,
         stderr_limit: int = ...,
         timeout: float | None = None,
+        idle_timeout: float | None = None,
+        workdir: str = ...,
     ) -> Awaitable[ExecResult]: ...
 
 
@@ -62,46 +72,100 @@ def sandbox_path(path: str, directory: str | None = None) -> str:
     return absolute
 
 
+def _checked_size(max_size: object) -> int:
+    if type(max_size) is not int or max_size < 0:
+        raise ValueError(f"max_size {max_size!r} must be a number of bytes (an int >= 0)")
+    return max_size
+
+
 def _chunks(source: IO[bytes]) -> Iterator[bytes]:
     while chunk := source.read(CHUNK_SIZE):
         yield chunk
 
 
+def _encoded(path: str) -> str:
+    """A sandbox path as the tool takes it: its bytes in hex (names need not be UTF-8)."""
+    return path.encode("utf-8", "surrogateescape").hex()
+
+
+def _failure(result: ExecResult, what: str) -> str:
+    if result.timed_out:
+        return f"{what} made no progress for too long and was given up"
+    return result.failure()
+
+
+def _report(result: ExecResult) -> dict[str, Any] | None:
+    """The tool's JSON answer, or None when it is not one (cut short, or not the tool's)."""
+    try:
+        report = json.loads(result.stdout)
+    except (ValueError, RecursionError):
+        return None
+    return report if isinstance(report, dict) and not result.stdout_dropped else None
+
+
 class FileSystem:
-    """``client.fs``: read, write, list, remove, upload and download files in /workspace."""
+    """``client.fs``: read, write, list, remove, upload and download files in /workspace.
 
-    def __init__(self, run: ExecRunner) -> None:
+    ``max_size`` is the default limit of a download (bytes); ``idle_timeout`` the seconds an
+    operation may go without progress.
+    """
+
+    def __init__(
+        self, run: ExecRunner, max_size: int, idle_timeout: float = DEFAULT_IDLE_TIMEOUT
+    ) -> None:
         self._run = run
+        self.max_size = max_size
+        self.idle_timeout = idle_timeout
 
-    async def _tool(self, operation: str, path: str, **options: Any) -> ExecResult:
-        return await self._run(["python3", "-c", tool_source(), operation, path], **options)
+    async def _tool(
+        self, operation: str, path: str, max_size: int | None = None, **options: Any
+    ) -> ExecResult:
+        argv = ["python3", "-I", "-S", "-c", tool_source(), operation, _encoded(path)]
+        if max_size is not None:
+            argv.append(str(max_size))
+        return await self._run(argv, workdir="/", idle_timeout=self.idle_timeout, **options)
 
     async def _json(self, operation: str, path: str) -> SandboxResponse:
         """Run a tool operation that answers JSON: its answer is the response's data."""
         try:
             remote = sandbox_path(path)
-            result = await self._tool(operation, remote)
+            result = await self._tool(operation, remote, stdout_limit=_REPORT_LIMIT)
         except (ValueError, SandboxError) as exc:
             return SandboxResponse(False, error=str(exc))
         if result.exit_code != 0:
-            return SandboxResponse(False, error=result.failure())
-        return SandboxResponse(True, json.loads(result.stdout))
+            return SandboxResponse(False, error=_failure(result, f"{operation} {remote}"))
+        report = _report(result)
+        if report is None:
+            return SandboxResponse(False, error=f"{operation} {remote}: unreadable answer")
+        return SandboxResponse(True, report)
 
     # -- uploads -----------------------------------------------------------------------------
 
     async def _write(self, remote: str, source: IO[bytes]) -> FileOperationResponse:
         filename = posixpath.basename(remote)
+        sent = 0
+
+        def counted() -> Iterator[bytes]:
+            nonlocal sent
+            for chunk in _chunks(source):
+                sent += len(chunk)
+                yield chunk
+
         try:
-            result = await self._tool("write", remote, stdin=_chunks(source))
+            result = await self._tool("write", remote, stdin=counted())
         except SandboxError as exc:
             return FileOperationResponse(False, filename=filename, path=remote, error=str(exc))
         if result.exit_code != 0:
-            error = result.failure()
+            error = _failure(result, f"writing {remote}")
             return FileOperationResponse(False, filename=filename, path=remote, error=error)
-        written = json.loads(result.stdout)
+        report = _report(result)
+        if report is None or report.get("path") != remote or report.get("size") != sent:
+            # Only a tampered tool says anything else: what it says cannot be believed.
+            error = f"writing {remote}: the sandbox's answer does not match the {sent} bytes sent"
+            return FileOperationResponse(False, filename=filename, path=remote, error=error)
         return FileOperationResponse(
-            True, filename=filename, size=written["size"], path=written["path"],
-            message=f"wrote {written['size']} bytes to {written['path']}",
+            True, filename=filename, size=sent, path=remote,
+            message=f"wrote {sent} bytes to {remote}",
         )  # fmt: skip
 
     async def upload_file(
@@ -148,12 +212,17 @@ class FileSystem:
     # -- downloads ---------------------------------------------------------------------------
 
     async def download_file(
-        self, remote_path: str, local_path: str | os.PathLike[str] | None = None
+        self,
+        remote_path: str,
+        local_path: str | os.PathLike[str] | None = None,
+        max_size: int | None = None,
     ) -> FileOperationResponse:
         """Copy a sandbox file to ``local_path`` (default: its name in the current directory).
 
-        The local file appears only when complete (written beside it, then renamed).
+        The local file appears only when complete (written beside it, then renamed). A file
+        over ``max_size`` bytes (default: the sandbox's disk limit) is refused.
         """
+        limit = self.max_size if max_size is None else _checked_size(max_size)
         try:
             remote = sandbox_path(remote_path)
         except ValueError as exc:
@@ -166,11 +235,23 @@ class FileSystem:
             handle, partial = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
         except OSError as exc:
             return FileOperationResponse(False, filename=filename, path=str(target), error=str(exc))
+        received = 0
         try:
             with os.fdopen(handle, "wb") as sink:
-                result = await self._tool("read", remote, on_stdout=sink.write)
+
+                def write(data: bytes) -> None:
+                    nonlocal received
+                    received += len(data)
+                    if received > limit:
+                        raise StopTransfer
+                    sink.write(data)
+
+                result = await self._tool("read", remote, limit, on_stdout=write)
+            if received > limit:
+                error = f"{remote} is larger than max_size={limit} bytes"
+                return FileOperationResponse(False, filename=filename, path=remote, error=error)
             if result.exit_code != 0:
-                error = result.failure()
+                error = _failure(result, f"reading {remote}")
                 return FileOperationResponse(False, filename=filename, path=remote, error=error)
             os.replace(partial, target)
         except (SandboxError, OSError) as exc:
@@ -185,22 +266,39 @@ class FileSystem:
         )  # fmt: skip
 
     async def download_bytes(
-        self, remote_path: str, max_size: int = 1 << 30
+        self, remote_path: str, max_size: int | None = None
     ) -> bytes | FileOperationResponse:
-        """A sandbox file's content as bytes; on failure a ``FileOperationResponse``."""
+        """A sandbox file's content as bytes; on failure a ``FileOperationResponse``.
+
+        A file over ``max_size`` bytes (default: the sandbox's disk limit) is refused; the
+        transfer stops there. At most twice its size is held while the bytes are assembled.
+        """
+        chunks: list[bytes] = []
+        received = 0
+
+        def keep(data: bytes) -> None:
+            nonlocal received
+            received += len(data)
+            if received > limit:
+                raise StopTransfer
+            chunks.append(data)
+
         try:
+            limit = self.max_size if max_size is None else _checked_size(max_size)
             remote = sandbox_path(remote_path)
-            result = await self._tool("read", remote, stdout_limit=max_size)
+            result = await self._tool("read", remote, limit, on_stdout=keep)
         except (ValueError, SandboxError) as exc:
             return FileOperationResponse(False, path=remote_path, error=str(exc))
         filename = posixpath.basename(remote)
+        if received > limit:
+            error = f"{remote} is larger than max_size={limit} bytes; use download_file()"
+            return FileOperationResponse(False, filename=filename, path=remote, error=error)
         if result.exit_code != 0:
-            error = result.failure()
+            error = _failure(result, f"reading {remote}")
             return FileOperationResponse(False, filename=filename, path=remote, error=error)
-        if result.stdout_dropped:
-            error = f"{remote} is larger than max_size={max_size} bytes; use download_file()"
-            return FileOperationResponse(False, filename=filename, path=remote, error=error)
-        return result.stdout
+        content = b"".join(chunks)
+        chunks.clear()
+        return content
 
     async def read_file(self, path: str, encoding: str = "utf-8") -> SandboxResponse:
         """A sandbox text file's content: ``data["content"]``."""

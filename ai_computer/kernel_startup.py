@@ -9,6 +9,8 @@ among the user's variables; the helper lives in a module object named ``_ai_comp
 from __future__ import annotations
 
 CHANGED_FILES_EXPRESSION = "__import__('_ai_computer').changed_files_json()"
+CHANGED_FILES_LIMIT = 1000
+"""Most files one execution's ``data["files"]`` lists (the first in path order)."""
 
 _SOURCE = """
 import json, os, sys, types
@@ -24,7 +26,17 @@ def before_cell(*_):
         pass
     state["since"] = os.stat(marker).st_mtime_ns
 
-def changed_files_json(root="/workspace", limit=1000):
+class Listing:
+    # Shown as its JSON text, so the host parses it as JSON (the repr of a str would need
+    # Python's parser, on text the kernel controls).
+    def __init__(self, text):
+        self.text = text
+    def __repr__(self):
+        return self.text
+    def _repr_pretty_(self, printer, cycle):
+        printer.text(self.text)
+
+def changed_files_json(root="/workspace", limit=LIMIT):
     found = []
     for folder, folders, names in os.walk(root):
         folders.sort()
@@ -37,13 +49,14 @@ def changed_files_json(root="/workspace", limit=1000):
             if info.st_mtime_ns >= state["since"]:
                 found.append({"path": path, "size": info.st_size})
                 if len(found) >= limit:
-                    return json.dumps(found)
-    return json.dumps(found)
+                    return Listing(json.dumps(found))
+    return Listing(json.dumps(found))
 
 module.changed_files_json = changed_files_json
 sys.modules["_ai_computer"] = module
 get_ipython().events.register("pre_run_cell", before_cell)
 """
 
+_SOURCE = _SOURCE.replace("LIMIT", str(CHANGED_FILES_LIMIT))
 CHANGED_FILES_ARGUMENTS = [f"--IPKernelApp.exec_lines=exec({_SOURCE!r}, {{}})"]
 """ipykernel options that install the helper."""

@@ -20,6 +20,8 @@ from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 
+from packaging.requirements import InvalidRequirement, Requirement
+
 from .image import image_file, sandbox_wheel_options
 from .provisioner import CONTAINER_PACKAGES
 
@@ -36,21 +38,47 @@ def canonical_name(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def check_specifiers(packages: list[str]) -> list[str]:
-    """Refuse anything that is not a requirement specifier (pip options above all)."""
+# What a requirement may contain once parsed: a name, extras and version specifiers. Checked on
+# the raw text too: pip decodes "%2F" and treats ":" as a scheme, "#" as a fragment, and anything
+# starting with "-" as an option, before packaging's grammar is ever asked.
+_ALLOWED_TEXT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-\[\],<>=!~* ]*$")
+# pip takes a name that ends like an archive for a file name (relative to its working directory).
+_ARCHIVE_NAME = re.compile(r"\.(whl|zip|tar|tgz|tbz|txz|tlz|gz|bz2|xz|lz|lzma)$", re.IGNORECASE)
+MAX_SPECIFIERS = 64
+"""Most requirements one ``install_packages`` call may name."""
+_MAX_SPECIFIER_LENGTH = 200
+
+
+def check_specifier(spec: object) -> str:
+    """``spec`` as a normalized requirement (``name[extras]specifiers``), or ValueError.
+
+    Only names, extras and version specifiers from the index are allowed: no URL, no path, no
+    direct reference (``@``), no environment marker, no pip option. pip builds a direct or local
+    requirement from source even with ``--only-binary=:all:``, and a build runs code on the host.
+    """
+    allowed = "a requirement like 'tabulate' or 'requests==2.32.3' (name, extras, versions)"
+    if not isinstance(spec, str):
+        raise ValueError(f"package {spec!r} is not a string; give {allowed}")
+    if len(spec) > _MAX_SPECIFIER_LENGTH or not _ALLOWED_TEXT.match(spec) or spec != spec.strip():
+        raise ValueError(f"package {spec!r} is not {allowed}")
+    try:
+        requirement = Requirement(spec)
+    except InvalidRequirement as exc:
+        raise ValueError(f"package {spec!r} is not {allowed}: {exc}") from None
+    if requirement.url or requirement.marker or _ARCHIVE_NAME.search(requirement.name):
+        raise ValueError(f"package {spec!r} is not {allowed}")
+    return str(requirement)
+
+
+def check_specifiers(packages: object) -> list[str]:
+    """Every entry of ``packages`` through :func:`check_specifier` (pip options above all)."""
     if isinstance(packages, str) or not isinstance(packages, list | tuple) or not packages:
         raise ValueError(f"packages {packages!r} must be a non-empty list like ['tabulate']")
-    for spec in packages:
-        if (
-            not isinstance(spec, str)
-            or not _NAME.match(spec)
-            or spec.strip() != spec
-            or any(mark in spec for mark in ("/", "\\", "@", " "))  # URLs, paths, direct refs
-        ):
-            raise ValueError(
-                f"package {spec!r} is not a requirement like 'tabulate' or 'requests==2.32.3'"
-            )
-    return list(packages)
+    if len(packages) > MAX_SPECIFIERS:
+        raise ValueError(
+            f"{len(packages)} packages in one call; at most {MAX_SPECIFIERS} are allowed"
+        )
+    return [check_specifier(spec) for spec in packages]
 
 
 @cache
@@ -66,9 +94,17 @@ def _wheel_project(wheel: Path) -> str:
     return canonical_name(wheel.name.split("-", 1)[0])
 
 
-def _pip(arguments: list[str]) -> None:
-    command = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--quiet", *arguments]
-    process = subprocess.run(command, capture_output=True, text=True, errors="replace")
+def _pip(arguments: list[str], workdir: Path) -> None:
+    """Run pip from an empty working directory of its own, so that no requirement can resolve
+    to a local file or project, with no prompts. The host's own pip configuration (index,
+    certificates, proxy) is the host user's and is kept; what callers pass is only ever names
+    and versions (``check_specifiers``), and only wheels are taken (``--only-binary``)."""
+    command = [
+        sys.executable, "-I", "-m", "pip", "--no-input", "--disable-pip-version-check",
+        "--quiet", *arguments,
+    ]  # fmt: skip
+    workdir.mkdir(mode=0o700, exist_ok=True)
+    process = subprocess.run(command, capture_output=True, text=True, errors="replace", cwd=workdir)
     if process.returncode != 0:
         lines = [line for line in process.stderr.splitlines() if line.startswith("ERROR")]
         reason = "\n".join(lines) or process.stderr.strip()[-2000:] or "pip failed"
@@ -80,18 +116,30 @@ def stage_packages(packages: list[str], architecture: str, staging: Path) -> lis
 
     Returns the wheels staged; the image's own packages are never staged again. Blocking.
     """
+    packages = check_specifiers(packages)  # again: this is the last stop before pip
     wheels_dir = staging.parent / "wheels"
+    empty = staging.parent / "empty"
     constraints = staging.parent / "image-constraints.txt"
     constraints.write_bytes(image_file("requirements.txt"))
     options = sandbox_wheel_options(architecture)
-    _pip(["download", *options, f"--constraint={constraints}", f"--dest={wheels_dir}", *packages])
+    _pip(
+        [
+            "download",
+            *options,
+            f"--constraint={constraints}",
+            f"--dest={wheels_dir}",
+            "--",
+            *packages,
+        ],
+        empty,
+    )
     in_image = _image_projects()
     wheels = sorted(w for w in wheels_dir.glob("*.whl") if _wheel_project(w) not in in_image)
     if wheels:
         _pip([
             "install", *options, "--no-deps", "--no-index", "--no-compile", "--upgrade",
             f"--target={staging}", *map(str, wheels),
-        ])  # fmt: skip
+        ], empty)  # fmt: skip
     return [wheel.name for wheel in wheels]
 
 

@@ -1,10 +1,11 @@
 """DockerSandboxProvisioner: a jupyter_client kernel provisioner that runs each kernel in a
 resource-limited, hardened Docker container.
 
-The kernel talks ZMQ over ``ipc://`` sockets in a per-kernel runtime directory that is
-bind-mounted into the container, so the container needs no network at all. Once the kernel has
-bound its sockets the directory is closed to the sandbox (mode 0711, owned by the host user), so
-code inside can neither replace the sockets nor write files to the host's disk through it.
+The kernel talks ZMQ over ``ipc://`` sockets, so the container needs no network at all. Its
+sockets live on a small tmpfs volume of its own (``sockets_volume_name``), shared read-only with
+the relay: nothing the sandbox can write is on the host's disk. The connection file comes from a
+host directory mounted read-only, and the kernel starts with ``python -P`` so that nothing planted
+in /workspace (an ``ipykernel_launcher.py``, say) runs in its place.
 
 The host never connects to the kernel's sockets: a relay container (``relay.py``, its own memory
 limit, a uid of its own) forwards every message between them and sockets of its own, in a
@@ -71,6 +72,10 @@ from .sandboxes import (
 )
 
 CONTAINER_RUNTIME_DIR = "/run/ai-computer"
+"""Where the kernel binds its sockets: the sockets volume (tmpfs)."""
+CONTAINER_CONNECTION_DIR = "/run/ai-computer-connection"
+"""Where the kernel reads its connection file: the host's runtime directory, read-only."""
+SOCKETS_VOLUME_SIZE = "1m"  # socket files take no room; the tmpfs only needs to exist
 # Where the relay container sees the kernel's runtime directory and its own.
 RELAY_KERNEL_DIR = "/run/kernel"
 RELAY_OWN_DIR = "/run/relay"
@@ -80,7 +85,8 @@ CONTAINER_WORKSPACE = "/workspace"
 CONTAINER_HOME = "/home/sandbox"
 # Packages installed per session; on sys.path through a .pth file in the image.
 CONTAINER_PACKAGES = "/opt/packages"
-DEFAULT_KERNEL_ARGV = ["python", "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+# -P: /workspace (the working directory) is not on sys.path while the kernel starts.
+DEFAULT_KERNEL_ARGV = ["python", "-P", "-m", "ipykernel_launcher", "-f", "{connection_file}"]
 
 # Ports of an ipc:// transport are file-name suffixes: fixed ones are fine in a private directory.
 _IPC_PORTS = {f"{name}_port": port for name, port in _RELAY_PORTS.items()}
@@ -173,19 +179,31 @@ Session.serialize = bounded_serialize
 """
 
 
+# The kernel starts with -P (its own modules cannot be shadowed from /workspace), which also keeps
+# IPython from putting the working directory on sys.path; user code expects it there, as in a
+# stock kernel (`import helper` for /workspace/helper.py), after the standard library.
+_WORKING_DIRECTORY_ON_PATH = """
+import sys
+at = next((i for i, p in enumerate(sys.path) if p.endswith(('site-packages', 'dist-packages'))),
+          len(sys.path))
+'' in sys.path or sys.path.insert(at, '')
+"""
+
+
 def kernel_arguments(message_limit: int) -> list[str]:
     """ipykernel options for a sandbox kernel: no history database, and the start-up patches
-    (bounded streams and messages), run in a namespace of their own so nothing appears among
-    the user's variables."""
+    (bounded streams and messages, the working directory on sys.path), run in a namespace of
+    their own so nothing appears among the user's variables."""
     bounded = _BOUNDED_MESSAGES.replace("LIMIT", str(message_limit - _MESSAGE_MARGIN))
     return [
         "--HistoryManager.enabled=False",
+        f"--IPKernelApp.exec_lines=exec({_WORKING_DIRECTORY_ON_PATH!r}, {{}})",
         f"--IPKernelApp.exec_lines=exec({_CHUNKED_STREAMS!r}, {{}})",
         f"--IPKernelApp.exec_lines=exec({bounded!r}, {{}})",
     ]
 
 
-# The kernel binds its sockets within this time of its container starting, or it is a failure.
+# The relay binds its sockets within this time of its container starting, or it is a failure.
 _BIND_TIMEOUT = 60.0
 # Keyword arguments jupyter_client passes to every provisioner, besides the configured traits.
 _FACTORY_KEYWORDS = {"kernel_id", "kernel_spec", "parent", "config", "log", "connection_info"}
@@ -483,7 +501,8 @@ class DockerSandboxProvisioner(KernelProvisionerBase):
 
     @property
     def runtime_dir(self) -> Path:
-        """The kernel's runtime directory on the host (connection file, the kernel's sockets)."""
+        """The kernel's connection file on the host: mounted read-only in the kernel's
+        container (the kernel's sockets are on the sockets volume)."""
         return self.sandbox_dir / "kernel"
 
     @property
@@ -500,6 +519,12 @@ class DockerSandboxProvisioner(KernelProvisionerBase):
     def packages_volume_name(self) -> str:
         """Name of the Docker volume holding the packages installed in this sandbox."""
         return f"ai-computer-{self.sandbox_id}-packages"
+
+    @property
+    def sockets_volume_name(self) -> str:
+        """Name of the Docker volume (a small tmpfs) where the kernel binds its sockets, seen
+        read-only by the relay."""
+        return f"ai-computer-{self.sandbox_id}-sockets"
 
     @property
     def holder_name(self) -> str:
@@ -540,8 +565,10 @@ class DockerSandboxProvisioner(KernelProvisionerBase):
         await asyncio.to_thread(self._prepare_runtime_dir)
         argv = list(self.kernel_spec.argv) if self.kernel_spec and self.kernel_spec.argv else []
         argv = argv or list(DEFAULT_KERNEL_ARGV)
-        connection_file = f"{CONTAINER_RUNTIME_DIR}/connection.json"
+        connection_file = f"{CONTAINER_CONNECTION_DIR}/connection.json"
         kernel_cmd = [arg.replace("{connection_file}", connection_file) for arg in argv]
+        if os.path.basename(kernel_cmd[0]).startswith("python") and "-P" not in kernel_cmd:
+            kernel_cmd.insert(1, "-P")  # a kernelspec written before -P was in the default
         extra = kwargs.pop("extra_arguments", None) or []
         kwargs["cmd"] = [*kernel_cmd, *kernel_arguments(int(self.message_limit)), *extra]
         return kwargs
@@ -550,20 +577,18 @@ class DockerSandboxProvisioner(KernelProvisionerBase):
         root = Path(self.runtime_root)
         _private_directory(root)
         _private_directory(self.sandbox_dir)
-        # Inside our private directories; open to the sandbox while a kernel starts (below),
-        # and to the relay (only its container mounts the relay directory).
-        for directory in (self.runtime_dir, self.relay_dir):
+        # Inside our private directories. The kernel's is read-only in its container (0755:
+        # the kernel, another uid, reads the connection file); the relay (another uid again)
+        # binds its sockets in its own, which only its container mounts.
+        for directory, mode in ((self.runtime_dir, 0o755), (self.relay_dir, 0o777)):
             _private_directory(directory, check_mode=False)
-            # Stale sockets of an earlier kernel would look like the new one's (see _await_bind).
+            # Stale sockets of an earlier relay would look like the new one's (see _await_bind).
             for entry in list(directory.iterdir()):
                 if entry.is_dir() and not entry.is_symlink():
                     shutil.rmtree(entry, ignore_errors=True)
                 else:
                     entry.unlink(missing_ok=True)
-            # The kernel and the relay (other uids) create their sockets here; the 0700 parents
-            # keep other host users out, and _close_runtime_dir shuts the sandbox out once its
-            # sockets exist.
-            directory.chmod(0o777)
+            directory.chmod(mode)
         if not self.connection_info:
             key = getattr(getattr(self.parent, "session", None), "key", None) or new_id_bytes()
             info: dict[str, Any] = {
@@ -601,6 +626,11 @@ class DockerSandboxProvisioner(KernelProvisionerBase):
             await self._launch(cmd)
         if self.prestart:  # after this kernel's own start, which spares would slow down
             prestart.replenish(self)
+        if self.parent is not None:
+            # jupyter_client writes the host side's connection file (the key included) where
+            # it is told: in the sandbox's private directory, removed with the sandbox, rather
+            # than the Jupyter runtime directory, where a killed process would leave it.
+            self.parent.connection_file = str(self.sandbox_dir / "connection.json")
         return self.connection_info
 
     async def _launch(self, cmd: list[str]) -> None:
@@ -639,17 +669,13 @@ class DockerSandboxProvisioner(KernelProvisionerBase):
         return future
 
     def _socket_paths(self) -> list[Path]:
-        return [
-            directory / f"kernel-{port}"
-            for directory in (self.runtime_dir, self.relay_dir)
-            for port in _IPC_PORTS.values()
-        ]
+        return [self.relay_dir / f"kernel-{port}" for port in _IPC_PORTS.values()]
 
     async def _await_bind(self) -> None:
-        """Wait until the kernel's and the relay's sockets exist, then close the runtime
-        directory.
+        """Wait until the relay's sockets exist (the host connects to those). Requests sent
+        before the kernel has bound its own wait in the relay; the client's handshake tells
+        when the kernel answers.
 
-        Only ipykernel's own start-up code runs before this: no user code has been sent yet.
         There is no event for "a socket file appeared" short of inotify, hence the short polls.
         """
         assert self._exit_future is not None and self._relay_exit_future is not None
@@ -661,16 +687,9 @@ class DockerSandboxProvisioner(KernelProvisionerBase):
             if time.monotonic() > deadline:
                 await self.kill()
                 raise SandboxStartError(
-                    f"the sandbox kernel did not create its sockets within {_BIND_TIMEOUT:g} s"
+                    f"the sandbox relay did not create its sockets within {_BIND_TIMEOUT:g} s"
                 )
             await asyncio.sleep(0.005)
-        await asyncio.to_thread(self._close_runtime_dir)
-
-    def _close_runtime_dir(self) -> None:
-        # Search permission only: the sockets and the connection file (which ipykernel reads
-        # again after binding) stay reachable, but code in the sandbox can no longer list,
-        # delete, rename, replace or add anything here.
-        self.runtime_dir.chmod(0o711)
 
     def _hardened(
         self,
@@ -745,7 +764,8 @@ class DockerSandboxProvisioner(KernelProvisionerBase):
             nano_cpus=int(self.cpu_limit * 1e9),
             pids_limit=self.pids_limit,
             mounts=[
-                Mount(CONTAINER_RUNTIME_DIR, str(self.runtime_dir), type="bind"),
+                Mount(CONTAINER_CONNECTION_DIR, str(self.runtime_dir), type="bind", read_only=True),
+                Mount(CONTAINER_RUNTIME_DIR, self.sockets_volume_name, type="volume"),
                 Mount(CONTAINER_WORKSPACE, self.volume_name, type="volume"),
                 Mount(CONTAINER_PACKAGES, self.packages_volume_name, type="volume"),
             ],
@@ -776,7 +796,7 @@ class DockerSandboxProvisioner(KernelProvisionerBase):
             nano_cpus=int(1e9),
             pids_limit=16,
             mounts=[
-                Mount(RELAY_KERNEL_DIR, str(self.runtime_dir), type="bind", read_only=True),
+                Mount(RELAY_KERNEL_DIR, self.sockets_volume_name, type="volume", read_only=True),
                 Mount(RELAY_OWN_DIR, str(self.relay_dir), type="bind"),
             ],
             log_max_size="64k",
@@ -786,16 +806,18 @@ class DockerSandboxProvisioner(KernelProvisionerBase):
         )
 
     def _ensure_volumes(self) -> None:
-        """Create the workspace and packages volumes (size-limited tmpfs) unless they exist."""
+        """Create the workspace, packages and sockets volumes (size-limited tmpfs) unless they
+        exist."""
         client = docker_client()
         uid, _, gid = self.sandbox_user.partition(":")
-        options = {
-            "type": "tmpfs",
-            "device": "tmpfs",
-            "o": f"size={int(self.disk_limit)},uid={uid},gid={gid},mode=0755,nosuid,nodev",
-        }
+        owner = f"uid={uid},gid={gid},mode=0755,nosuid,nodev"
         labels = {SANDBOX_LABEL: self.sandbox_id, **owner_labels()}
-        for name in (self.volume_name, self.packages_volume_name):
+        for name, size in (
+            (self.volume_name, str(int(self.disk_limit))),
+            (self.packages_volume_name, str(int(self.disk_limit))),
+            (self.sockets_volume_name, SOCKETS_VOLUME_SIZE),
+        ):
+            options = {"type": "tmpfs", "device": "tmpfs", "o": f"size={size},{owner}"}
             try:
                 client.volumes.get(name)
             except docker.errors.NotFound:

@@ -1,7 +1,15 @@
-"""File operations run *inside* a sandbox container (``python3 -c <this file> OP PATH``).
+"""File operations run *inside* a sandbox container
+(``python3 -I -S -c <this file> OP HEX-PATH [MAX-SIZE]``, from ``/``).
 
 The host runs this with ``docker exec`` as the sandbox's unprivileged user, so it sees only the
-container's file system. On top of that, every path is confined to /workspace without a
+container's file system. ``-I -S`` from ``/``: no module of the sandbox's (a ``secrets.py`` planted
+in /workspace, a .pth in /opt/packages) is imported, so its reports are this file's. It also
+makes itself non-dumpable at once, so code of the same uid cannot ptrace it.
+
+The path travels hex-encoded (its bytes, as the file system has them), and names come back as
+``os.fsdecode`` gives them: a name that is not UTF-8, or holds a newline, round-trips exactly.
+
+On top of that, every path is confined to /workspace without a
 check-then-use race: each component is opened relative to its parent's descriptor with
 ``O_NOFOLLOW``, so a symlink (or a symlink swapped in during the operation) is refused rather
 than followed, and only regular files are read (a FIFO cannot make a download hang).
@@ -9,6 +17,10 @@ than followed, and only regular files are read (a FIFO cannot make a download ha
 Standard library only: it runs with the image's Python, whatever else is installed.
 Protocol: data on stdout (``read``) or a JSON object on stdout (other operations); on failure
 exit status 1 and ``{"error": ..., "kind": ...}`` on stderr.
+
+Sizes are what was really written: ``read`` refuses a file whose apparent size exceeds the
+blocks it holds (a sparse file costs the sandbox nothing and could claim petabytes), a file
+larger than the caller's MAX-SIZE, and sends no more than the size it saw when it opened the file.
 """
 
 from __future__ import annotations
@@ -26,6 +38,8 @@ from typing import Any
 
 ROOT = "/workspace"
 CHUNK = 1 << 20
+MAX_ENTRIES = 10_000  # a listing stops here and says it was truncated
+SPARSE_SLACK = 64 * 1024  # file systems may report a few blocks fewer than the size rounds to
 DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -113,23 +127,35 @@ def display_path(parts: list[str]) -> str:
     return posixpath.join(ROOT, *parts)
 
 
-def op_read(path: str) -> None:
-    fd, _ = open_regular_file(path)
+def op_read(path: str, max_size: int) -> None:
+    fd, info = open_regular_file(path)
     with os.fdopen(fd, "rb") as source:
+        if info.st_size > info.st_blocks * 512 + SPARSE_SLACK:
+            raise Refused(
+                "sparse",
+                f"{path!r} is a sparse file ({info.st_size} bytes claimed, "
+                f"{info.st_blocks * 512} stored); sparse files are not transferred",
+            )
+        if info.st_size > max_size:
+            raise Refused(
+                "too_large", f"{path!r} is {info.st_size} bytes, over the limit of {max_size}"
+            )
         out = sys.stdout.buffer
-        while chunk := source.read(CHUNK):
+        remaining = info.st_size  # a file that grows meanwhile is sent as it was
+        while remaining > 0 and (chunk := source.read(min(CHUNK, remaining))):
             out.write(chunk)
+            remaining -= len(chunk)
         out.flush()
 
 
-def op_stat(path: str) -> dict[str, Any]:
+def op_stat(path: str, max_size: int) -> dict[str, Any]:
     fd, info = open_regular_file(path)
     os.close(fd)
     parents, name = split(path)
     return {"path": display_path([*parents, name]), "size": info.st_size}
 
 
-def op_write(path: str) -> dict[str, Any]:
+def op_write(path: str, max_size: int) -> dict[str, Any]:
     """Write stdin to path: into a temporary file, renamed over the target only when complete."""
     parents, name = split(path)
     directory = open_directory(parents, create=True)
@@ -161,13 +187,17 @@ def op_write(path: str) -> dict[str, Any]:
     return {"path": display_path([*parents, name]), "size": size}
 
 
-def op_list(path: str) -> dict[str, Any]:
+def op_list(path: str, max_size: int) -> dict[str, Any]:
     parts = relative_parts(path)
     directory = open_directory(parts)
     entries: list[dict[str, Any]] = []
+    truncated = False
     try:
         with os.scandir(directory) as scan:
             for entry in scan:
+                if len(entries) >= MAX_ENTRIES:
+                    truncated = True
+                    break
                 info = entry.stat(follow_symlinks=False)
                 kind = (
                     "directory"
@@ -190,10 +220,10 @@ def op_list(path: str) -> dict[str, Any]:
     finally:
         os.close(directory)
     entries.sort(key=lambda item: item["name"])
-    return {"path": display_path(parts), "entries": entries}
+    return {"path": display_path(parts), "entries": entries, "truncated": truncated}
 
 
-def op_remove(path: str) -> dict[str, Any]:
+def op_remove(path: str, max_size: int) -> dict[str, Any]:
     parents, name = split(path)
     directory = open_directory(parents)
     try:
@@ -210,7 +240,7 @@ def op_remove(path: str) -> dict[str, Any]:
     return {"path": display_path([*parents, name]), "removed": True}
 
 
-OPERATIONS: dict[str, Callable[[str], dict[str, Any] | None]] = {
+OPERATIONS: dict[str, Callable[[str, int], dict[str, Any] | None]] = {
     "read": op_read,
     "stat": op_stat,
     "write": op_write,
@@ -230,10 +260,23 @@ ERRNO_KINDS = {
 }
 
 
-def main(argv: list[str]) -> int:
-    operation, path = argv[1], argv[2]
+def not_dumpable() -> None:
+    """PR_SET_DUMPABLE 0: processes of the same uid can no longer ptrace this one."""
     try:
-        result = OPERATIONS[operation](path)
+        import ctypes
+
+        ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)
+    except (ImportError, OSError, AttributeError):
+        pass
+
+
+def main(argv: list[str]) -> int:
+    not_dumpable()
+    operation = argv[1]
+    path = os.fsdecode(bytes.fromhex(argv[2]))
+    max_size = int(argv[3]) if len(argv) > 3 else 1 << 62
+    try:
+        result = OPERATIONS[operation](path, max_size)
     except Refused as exc:
         failure = {"error": str(exc), "kind": exc.kind}
     except OSError as exc:

@@ -7,15 +7,30 @@ network; arguments travel as a list and never pass through a shell on the host.
 from __future__ import annotations
 
 import time
+from functools import cache
+from importlib import resources
 
 from . import limits
 from .errors import SandboxError
 from .files import ExecRunner
 from .models import SandboxResponse
 
-_TIMED_OUT = 124  # coreutils `timeout`'s exit status when the limit passed
-_KILLED = 137  # 128 + SIGKILL: `timeout` had to escalate, or the memory limit struck
+_TIMED_OUT = 124  # the runner's exit status when the limit passed (as coreutils `timeout`)
+_KILLED = 137  # 128 + SIGKILL: the runner had to escalate, or the memory limit struck
 _KILL_AFTER = 2  # seconds between SIGTERM and SIGKILL when a command overruns
+
+
+@cache
+def _runner_source() -> str:
+    """command_runner.py, which bounds a command and all its descendants in time."""
+    return resources.files("ai_computer").joinpath("command_runner.py").read_text()
+
+
+def bounded_argv(argv: list[str], limit: float) -> list[str]:
+    """``argv`` run under the in-sandbox runner: past ``limit`` seconds every descendant of
+    the command is ended, also those that left its process group (``setsid``)."""
+    runner = ["python3", "-I", "-S", "-c", _runner_source()]
+    return [*runner, f"{limit:g}", str(_KILL_AFTER), "--", *argv]
 
 
 def command_argv(command: str, args: list[str] | None) -> list[str]:
@@ -44,12 +59,12 @@ class Shell:
         """Run ``command`` with ``args``; ``data`` holds ``stdout``, ``stderr``, ``exit_code``.
 
         ``success`` is ``exit_code == 0``. Past ``timeout`` seconds (default: the client's)
-        the command and its children get SIGTERM, then SIGKILL, and the error says so.
+        the command and all its descendants get SIGTERM, then SIGKILL, and the error says so.
         """
         argv = command_argv(command, args)
         limit = self._default_timeout if timeout is None else limits.parse_timeout(timeout)
         if limit is not None:
-            argv = ["timeout", "-k", str(_KILL_AFTER), f"{limit:g}", *argv]
+            argv = bounded_argv(argv, limit)
         safety_net = None if limit is None else limit + _KILL_AFTER + 10
         started = time.monotonic()
         try:

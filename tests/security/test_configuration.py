@@ -121,14 +121,17 @@ async def test_containers_get_nothing_that_widens_isolation(
             for m in container.attrs["Mounts"]
             if m["Type"] == "bind"
         }
-        # The host directories: the kernel's runtime directory (sockets, connection file) and,
-        # for the relay only, its own sockets' directory, which no sandbox container sees.
-        assert sorted(binds) in ([], ["/run/ai-computer"], ["/run/kernel", "/run/relay"])
+        # The host directories: the kernel's connection file, read-only (its sockets are on a
+        # tmpfs volume) and, for the relay only, its own sockets' directory, which no sandbox
+        # container sees. Nothing of the host is writable from a sandbox container.
+        assert sorted(binds) in ([], ["/run/ai-computer-connection"], ["/run/relay"])
         assert all(sandbox_dir in source for source, _ in binds.values())
         if "/run/relay" in binds:
-            assert binds["/run/kernel"][1] is False  # read-only: the relay only connects
             assert binds["/run/relay"][0].endswith(f"{sandbox_dir}relay")
             assert container.attrs["Config"]["User"] == "65532:65532"
+            volumes = {m["Destination"]: m["RW"] for m in container.attrs["Mounts"]}
+            assert volumes["/run/kernel"] is False  # the kernel's sockets: it only connects
         else:
+            assert all(rw is False for _, rw in binds.values())
             assert all(source.endswith(f"{sandbox_dir}kernel") for source, _ in binds.values())
         assert container.attrs["Config"]["User"] not in ("", "0", "root", "0:0")
