@@ -11,7 +11,7 @@ huge messages, floods, forged or malformed ones. The client's defences, in one p
   :class:`KernelProtocolError` (a real kernel never sends one): the client then treats the
   sandbox as broken;
 - a message is measured by what it decodes to, before it is decoded (:func:`decoded_size`):
-  ``[[], [], ...]`` is 3 bytes on the wire per list and about 64 in Python. A content part that
+  ``[[], [], ...]`` is 3 or 4 bytes on the wire per list and 64 in Python. A content part that
   would decode past the reader's budget is not decoded at all: it arrives as an empty content
   marked ``oversized`` (output dropped, reported as truncated); oversized header parts are a
   :class:`KernelProtocolError`;
@@ -42,35 +42,58 @@ _BULK_TYPES = frozenset(
 )
 
 
-VALUE_COST = 96
-"""Bytes a decoded JSON value may take beyond its text (an empty list is 56, a dict 64, plus the
-slot that holds it): :func:`decoded_size` charges this for each value."""
+CONTAINER_COST = 80
+"""Bytes charged for each JSON array or object (an empty list takes 56, a dict 64 or more, plus
+the slot that holds it)."""
+VALUE_COST = 40
+"""Bytes charged for each further value, counted by the commas and colons (a float takes 24, an
+int 28 or a shared small one, plus its slot)."""
+STRING_COST = 56
+"""Bytes charged for each string beyond its characters (an empty str object is 49 bytes)."""
 _HEADER_LIMIT = 64 * 1024  # header and parent header: a real kernel's are a few hundred bytes
 _METADATA_LIMIT = MIB
+# translate() tables: what to delete to keep only the marks counted.
+_NOT_MARKS = bytes(byte for byte in range(256) if byte not in b',:[{"')
 _STRING = re.compile(rb'"[^"]*"')  # a JSON string, once escaped quotes are removed
+
+
+def _charge(text: bytes, marks: bytes, strings: int) -> int:
+    """The bound for ``text`` given the marks outside its strings (quotes removed or not)."""
+    containers = marks.count(b"[") + marks.count(b"{")
+    separators = marks.count(b",") + marks.count(b":")
+    # A str holding one character past U+FFFF takes 4 bytes for each of its characters, so text
+    # that is not plain ASCII (or escapes characters as \uXXXX) may take 4 x its length.
+    width = 1 if text.isascii() and b"\\u" not in text else 4
+    return (
+        width * len(text)
+        + CONTAINER_COST * containers
+        + VALUE_COST * separators
+        + STRING_COST * strings
+    )
 
 
 def decoded_size(text: bytes, limit: int) -> int:
     """An upper bound of the memory ``json.loads(text)`` takes (or a number past ``limit``,
-    when it would take more than that), found without decoding: the text's length plus
-    ``VALUE_COST`` for each value, counted by the commas, colons and brackets outside strings.
+    when it would take more than that), found without decoding: the text's length (4 x when it
+    is not ASCII) plus a cost for each array, object, value and string, counted by the brackets,
+    commas, colons and quotes outside strings.
 
     Cheap first (counting them everywhere, strings included); only text that fails that is
     scanned string by string, and text holding too many strings to scan cheaply is past the
-    limit anyway (each string is a value).
+    limit anyway (each string is a value). At most a few passes over the text, in C.
     """
-
-    def structure(data: bytes) -> int:
-        return sum(data.count(mark) for mark in (b",", b":", b"[", b"{"))
-
-    size = len(text) + VALUE_COST * structure(text)
-    if size <= limit:
+    marks = text.translate(None, _NOT_MARKS)
+    quotes = marks.count(b'"')
+    size = _charge(text, marks, quotes // 2 + 1)
+    if size <= limit or quotes == 0:
         return size
-    unescaped = text.replace(b"\\\\", b"").replace(b'\\"', b"")
-    strings = unescaped.count(b'"') // 2
-    if len(text) + VALUE_COST * strings > limit:
-        return len(text) + VALUE_COST * strings
-    return len(text) + VALUE_COST * (structure(_STRING.sub(b"", unescaped)) + strings)
+    if b"\\" in text:  # escapes pair up only in the text itself, not among the marks
+        marks = text.replace(b"\\\\", b"").replace(b'\\"', b"").translate(None, _NOT_MARKS)
+    # Now every quote delimits a string.
+    strings = marks.count(b'"') // 2
+    if _charge(text, b"", strings) > limit:
+        return _charge(text, b"", strings)
+    return _charge(text, _STRING.sub(b"", marks), strings)
 
 
 class KernelProtocolError(Exception):

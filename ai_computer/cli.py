@@ -302,8 +302,11 @@ def _sandbox_ps(arguments: argparse.Namespace) -> int:
 
 
 def _sandbox_gc(arguments: argparse.Namespace) -> int:
+    import logging
+
     from ai_computer import sandboxes
 
+    logging.basicConfig(format="ai-computer gc: %(message)s")  # what could not be removed
     removed = sandboxes.collect_garbage(dry_run=arguments.dry_run)
     verb = "would remove" if arguments.dry_run else "removed"
     for sandbox_id in removed:

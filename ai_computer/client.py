@@ -15,12 +15,12 @@ import logging
 import os
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from jupyter_client.asynchronous.client import AsyncKernelClient
 
@@ -51,6 +51,7 @@ from .sandboxes import collect_garbage_in_background, container_logs
 from .shell import Shell
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _QUEUE_SIZE = 10_000  # IOPub messages buffered for a slow reader; the kernel drops past its own HWM
 _QUEUE_HEADROOM = 16 * limits.MIB  # bytes queued for a slow reader beyond the output cap
@@ -306,6 +307,9 @@ class SandboxClient:
                 continue
             if self._broken is None:
                 self._events.put_message(msg, size)
+            # A receive that finds a message waiting does not yield: without this, a burst of
+            # big messages would be measured and decoded back to back, stalling the loop.
+            await asyncio.sleep(0)
 
     def _mark_broken(self, reason: str) -> None:
         """The sandbox tampered with its kernel's messages: stop trusting it until restart()."""
@@ -641,20 +645,34 @@ class SandboxClient:
         container_id = self._provisioner.container_id
         if container_id is None:
             raise SandboxError("the sandbox has no running container (is it restarting?)")
-        if self._executor is None:
-            prefix = f"ai-computer-exec-{self.sandbox_id[:8]}"
-            self._executor = ThreadPoolExecutor(_EXEC_WORKERS, thread_name_prefix=prefix)
         user = self._provisioner.sandbox_user
         handle = ExecHandle()
-        run = partial(run_in_container, container_id, argv, user=user, handle=handle, **options)
         self._running_execs.add(handle)
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._executor, run)
+            return await self._in_worker(
+                run_in_container, container_id, argv, user=user, handle=handle, **options
+            )
         except asyncio.CancelledError:
             handle.abort()
             raise
         finally:
             self._running_execs.discard(handle)
+
+    async def _in_worker(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run blocking work on this sandbox's own worker threads (never the loop's default
+        executor, which every sandbox of the process shares)."""
+        if self._executor is None:
+            prefix = f"ai-computer-exec-{self.sandbox_id[:8]}"
+            self._executor = ThreadPoolExecutor(_EXEC_WORKERS, thread_name_prefix=prefix)
+        run = partial(function, *args, **kwargs)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, run)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if self._state is _State.CLOSED and task is not None and not task.cancelling():
+                # Not this caller's cancellation: cleanup() cancelled work still queued.
+                raise SandboxStateError("the sandbox was cleaned up during the call") from None
+            raise
 
     async def execute_shell(
         self, command: str, args: list[str] | None = None, timeout: float | None = None
@@ -705,8 +723,10 @@ class SandboxClient:
         with tempfile.TemporaryDirectory(prefix="ai-computer-packages-") as folder:
             staging = Path(folder) / "site"
             try:
-                architecture = await asyncio.to_thread(lambda: engine_architecture(docker_client()))
-                wheels = await asyncio.to_thread(stage_packages, specifiers, architecture, staging)
+                architecture = await self._in_worker(lambda: engine_architecture(docker_client()))
+                wheels = await self._in_worker(
+                    stage_packages, specifiers, architecture, staging, self.disk_limit
+                )
             except (PackageError, SandboxError) as exc:
                 return SandboxResponse(False, data={"packages": specifiers}, error=str(exc))
             data: dict[str, Any] = {"packages": specifiers, "installed": wheels}

@@ -56,6 +56,14 @@ class StopTransfer(Exception):
     drained (a download past its size limit)."""
 
 
+class _CallbackError(Exception):
+    """Carries an exception raised by ``on_stdout`` past the handling of socket errors."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(error)
+        self.error = error
+
+
 class ExecHandle:
     """Lets another thread end a running exec: ``abort()`` shuts its socket down, which wakes a
     reader or writer blocked on it. What a cancelled call uses, so that no worker thread stays
@@ -121,6 +129,7 @@ def run_in_container(
     handle = handle or ExecHandle()
     handle.attach(raw)
     deadline = None if timeout is None else time.monotonic() + timeout
+    activity = [time.monotonic()]  # the writer's last progress: an upload is not idle
     stdout, stderr = bytearray(), bytearray()
     dropped = 0
     ended_early = timed_out = False
@@ -129,12 +138,17 @@ def run_in_container(
         if stdin is not None:
             # Feed stdin from a thread while this one reads: a program that stops reading (a
             # full disk) must not leave us blocked in a write, and its report must get through.
-            writer = threading.Thread(target=_feed, args=(raw, stdin), daemon=True)
+            writer = threading.Thread(target=_feed, args=(raw, stdin, activity), daemon=True)
             writer.start()
-        for kind, data in _frames(raw, deadline, idle_timeout):
+        for kind, data in _frames(raw, deadline, idle_timeout, activity):
             if kind == _STDOUT:
                 if on_stdout is not None:
-                    on_stdout(data)
+                    try:
+                        on_stdout(data)
+                    except StopTransfer:
+                        raise
+                    except BaseException as exc:  # the caller's own failure (a full local disk)
+                        raise _CallbackError(exc) from exc
                 elif len(stdout) < stdout_limit:
                     room = stdout_limit - len(stdout)
                     stdout += data[:room]
@@ -147,6 +161,8 @@ def run_in_container(
         ended_early = timed_out = True
     except StopTransfer:
         ended_early = True
+    except _CallbackError as wrapped:
+        raise wrapped.error from None
     except OSError:
         if not handle.aborted:
             raise SandboxError("the connection to the sandbox's command was lost") from None
@@ -162,22 +178,30 @@ def run_in_container(
     return ExecResult(_exit_code(exec_id), bytes(stdout), bytes(stderr), dropped)
 
 
-def _feed(raw: socket.socket, stdin: Iterable[bytes]) -> None:
-    """Send ``stdin`` to the program, then end its input; stop quietly if it went away."""
+def _feed(raw: socket.socket, stdin: Iterable[bytes], activity: list[float]) -> None:
+    """Send ``stdin`` to the program, then end its input. If the program stopped reading, the
+    stream ended or the source failed, stop quietly: the exit status or the program's report
+    tells the rest (an upload cut short is refused by the file tool)."""
     try:
         for chunk in stdin:
             raw.sendall(chunk)
+            activity[0] = time.monotonic()
+    except Exception:
+        pass
+    with contextlib.suppress(OSError):
         raw.shutdown(socket.SHUT_WR)
-    except OSError:
-        pass  # the program stopped reading or the stream ended: the exit status tells the rest
 
 
 def _receive_exactly(
-    raw: socket.socket, size: int, deadline: float | None, idle_timeout: float | None
+    raw: socket.socket,
+    size: int,
+    deadline: float | None,
+    idle_timeout: float | None,
+    activity: list[float],
 ) -> bytearray | None:
     """``size`` bytes from the socket, or None at end of stream; TimeoutError past the deadline
-    or after ``idle_timeout`` seconds without data. Received in place: transfers pass through
-    here once per frame, uncopied."""
+    or after ``idle_timeout`` seconds without data either way (received, or sent by the writer).
+    Received in place: transfers pass through here once per frame, uncopied."""
     data = bytearray(size)
     view = memoryview(data)
     received = 0
@@ -189,7 +213,13 @@ def _receive_exactly(
                 raise TimeoutError
             wait = left if wait is None else min(wait, left)
         raw.settimeout(wait)
-        count = raw.recv_into(view[received:], min(size - received, 1 << 20))
+        try:
+            count = raw.recv_into(view[received:], min(size - received, 1 << 20))
+        except TimeoutError:
+            if idle_timeout is not None and time.monotonic() - activity[0] < idle_timeout:
+                continue  # still sending: not idle
+            raise
+        activity[0] = time.monotonic()
         if not count:
             return None
         received += count
@@ -197,12 +227,12 @@ def _receive_exactly(
 
 
 def _frames(
-    raw: socket.socket, deadline: float | None, idle_timeout: float | None
+    raw: socket.socket, deadline: float | None, idle_timeout: float | None, activity: list[float]
 ) -> Iterator[tuple[int, bytearray]]:
     """Demultiplex an exec's output into (stream kind, data) frames until it ends."""
-    while (header := _receive_exactly(raw, _HEADER.size, deadline, idle_timeout)) is not None:
+    while header := _receive_exactly(raw, _HEADER.size, deadline, idle_timeout, activity):
         kind, size = _HEADER.unpack(header)
-        data = _receive_exactly(raw, size, deadline, idle_timeout)
+        data = _receive_exactly(raw, size, deadline, idle_timeout, activity)
         if data is None:
             return
         yield kind, data

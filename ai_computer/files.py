@@ -17,6 +17,7 @@ import io
 import json
 import os
 import posixpath
+import struct
 import tempfile
 from collections.abc import Awaitable, Callable, Iterator
 from functools import cache
@@ -33,6 +34,7 @@ CHUNK_SIZE = 1 << 20
 DEFAULT_IDLE_TIMEOUT = 30.0
 """Seconds a file operation may go without progress before it is given up."""
 _REPORT_LIMIT = 16 * 1024 * 1024  # the tool's JSON answer; a listing stops well below this
+_FRAME = struct.Struct(">Q")  # an upload chunk's length
 
 
 class ExecRunner(Protocol):
@@ -65,6 +67,11 @@ def sandbox_path(path: str, directory: str | None = None) -> str:
     """
     if not isinstance(path, str) or not path:
         raise ValueError(f"path {path!r} must be a non-empty string")
+    try:
+        path.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        message = f"path {path!r} is not a file name (a lone surrogate outside \\udc80-\\udcff)"
+        raise ValueError(message) from None
     joined = posixpath.join(directory or WORKSPACE, path)
     absolute = posixpath.normpath(posixpath.join(WORKSPACE, joined))
     if absolute != WORKSPACE and not absolute.startswith(WORKSPACE + "/"):
@@ -145,14 +152,17 @@ class FileSystem:
         filename = posixpath.basename(remote)
         sent = 0
 
-        def counted() -> Iterator[bytes]:
+        def framed() -> Iterator[bytes]:
+            # Each chunk after its length, then a zero length: the tool renames the file into
+            # place only once it has read that end mark (see sandbox_tool.framed_chunks).
             nonlocal sent
             for chunk in _chunks(source):
                 sent += len(chunk)
-                yield chunk
+                yield _FRAME.pack(len(chunk)) + chunk
+            yield _FRAME.pack(0)
 
         try:
-            result = await self._tool("write", remote, stdin=counted())
+            result = await self._tool("write", remote, stdin=framed())
         except SandboxError as exc:
             return FileOperationResponse(False, filename=filename, path=remote, error=str(exc))
         if result.exit_code != 0:
@@ -211,6 +221,29 @@ class FileSystem:
 
     # -- downloads ---------------------------------------------------------------------------
 
+    async def _read(
+        self, remote_path: str, max_size: int | None, sink: Callable[[bytes], object]
+    ) -> tuple[str, str | None]:
+        """Stream a sandbox file into ``sink``, stopping past ``max_size`` (default: the
+        sandbox's disk limit); return its sandbox path and the error, if any."""
+        limit = self.max_size if max_size is None else _checked_size(max_size)
+        remote = sandbox_path(remote_path)
+        received = 0
+
+        def bounded(data: bytes) -> None:
+            nonlocal received
+            received += len(data)
+            if received > limit:
+                raise StopTransfer
+            sink(data)
+
+        result = await self._tool("read", remote, limit, on_stdout=bounded)
+        if received > limit:
+            return remote, f"{remote} is larger than max_size={limit} bytes"
+        if result.exit_code != 0:
+            return remote, _failure(result, f"reading {remote}")
+        return remote, None
+
     async def download_file(
         self,
         remote_path: str,
@@ -222,12 +255,10 @@ class FileSystem:
         The local file appears only when complete (written beside it, then renamed). A file
         over ``max_size`` bytes (default: the sandbox's disk limit) is refused.
         """
-        limit = self.max_size if max_size is None else _checked_size(max_size)
         try:
-            remote = sandbox_path(remote_path)
+            filename = posixpath.basename(sandbox_path(remote_path))
         except ValueError as exc:
             return FileOperationResponse(False, error=str(exc))
-        filename = posixpath.basename(remote)
         target = Path(local_path) if local_path is not None else Path.cwd() / filename
         if target.is_dir():
             target = target / filename
@@ -235,26 +266,14 @@ class FileSystem:
             handle, partial = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
         except OSError as exc:
             return FileOperationResponse(False, filename=filename, path=str(target), error=str(exc))
-        received = 0
+        remote = remote_path
         try:
             with os.fdopen(handle, "wb") as sink:
-
-                def write(data: bytes) -> None:
-                    nonlocal received
-                    received += len(data)
-                    if received > limit:
-                        raise StopTransfer
-                    sink.write(data)
-
-                result = await self._tool("read", remote, limit, on_stdout=write)
-            if received > limit:
-                error = f"{remote} is larger than max_size={limit} bytes"
-                return FileOperationResponse(False, filename=filename, path=remote, error=error)
-            if result.exit_code != 0:
-                error = _failure(result, f"reading {remote}")
+                remote, error = await self._read(remote_path, max_size, sink.write)
+            if error is not None:
                 return FileOperationResponse(False, filename=filename, path=remote, error=error)
             os.replace(partial, target)
-        except (SandboxError, OSError) as exc:
+        except (ValueError, SandboxError, OSError) as exc:
             return FileOperationResponse(False, filename=filename, path=remote, error=str(exc))
         finally:
             if os.path.exists(partial):
@@ -274,27 +293,12 @@ class FileSystem:
         transfer stops there. At most twice its size is held while the bytes are assembled.
         """
         chunks: list[bytes] = []
-        received = 0
-
-        def keep(data: bytes) -> None:
-            nonlocal received
-            received += len(data)
-            if received > limit:
-                raise StopTransfer
-            chunks.append(data)
-
         try:
-            limit = self.max_size if max_size is None else _checked_size(max_size)
-            remote = sandbox_path(remote_path)
-            result = await self._tool("read", remote, limit, on_stdout=keep)
+            remote, error = await self._read(remote_path, max_size, chunks.append)
         except (ValueError, SandboxError) as exc:
             return FileOperationResponse(False, path=remote_path, error=str(exc))
-        filename = posixpath.basename(remote)
-        if received > limit:
-            error = f"{remote} is larger than max_size={limit} bytes; use download_file()"
-            return FileOperationResponse(False, filename=filename, path=remote, error=error)
-        if result.exit_code != 0:
-            error = _failure(result, f"reading {remote}")
+        if error is not None:
+            filename = posixpath.basename(remote)
             return FileOperationResponse(False, filename=filename, path=remote, error=error)
         content = b"".join(chunks)
         chunks.clear()

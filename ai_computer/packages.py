@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import zipfile
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
@@ -44,6 +45,8 @@ def canonical_name(name: str) -> str:
 _ALLOWED_TEXT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-\[\],<>=!~* ]*$")
 # pip takes a name that ends like an archive for a file name (relative to its working directory).
 _ARCHIVE_NAME = re.compile(r"\.(whl|zip|tar|tgz|tbz|txz|tlz|gz|bz2|xz|lz|lzma)$", re.IGNORECASE)
+PIP_TIMEOUT = 600.0
+"""Seconds one pip run (download or staging) may take."""
 MAX_SPECIFIERS = 64
 """Most requirements one ``install_packages`` call may name."""
 _MAX_SPECIFIER_LENGTH = 200
@@ -104,17 +107,39 @@ def _pip(arguments: list[str], workdir: Path) -> None:
         "--quiet", *arguments,
     ]  # fmt: skip
     workdir.mkdir(mode=0o700, exist_ok=True)
-    process = subprocess.run(command, capture_output=True, text=True, errors="replace", cwd=workdir)
+    try:
+        process = subprocess.run(
+            command, capture_output=True, text=True, errors="replace", cwd=workdir,
+            timeout=PIP_TIMEOUT,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired:
+        raise PackageError(f"pip did not finish within {PIP_TIMEOUT:g} s") from None
     if process.returncode != 0:
         lines = [line for line in process.stderr.splitlines() if line.startswith("ERROR")]
         reason = "\n".join(lines) or process.stderr.strip()[-2000:] or "pip failed"
         raise PackageError(reason)
 
 
-def stage_packages(packages: list[str], architecture: str, staging: Path) -> list[str]:
+def _unpacked_size(wheels: list[Path]) -> int:
+    """What the wheels take once unpacked, as their archives declare it."""
+    total = 0
+    for wheel in wheels:
+        try:
+            with zipfile.ZipFile(wheel) as archive:
+                total += sum(member.file_size for member in archive.infolist())
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise PackageError(f"{wheel.name} is not a readable wheel: {exc}") from None
+    return total
+
+
+def stage_packages(
+    packages: list[str], architecture: str, staging: Path, max_size: int
+) -> list[str]:
     """Download and install ``packages`` (and their dependencies) into ``staging``.
 
-    Returns the wheels staged; the image's own packages are never staged again. Blocking.
+    Returns the wheels staged; the image's own packages are never staged again. Wheels that
+    would unpack to more than ``max_size`` bytes (the sandbox's packages volume) are refused
+    before anything is unpacked on the host. Blocking.
     """
     packages = check_specifiers(packages)  # again: this is the last stop before pip
     wheels_dir = staging.parent / "wheels"
@@ -135,6 +160,12 @@ def stage_packages(packages: list[str], architecture: str, staging: Path) -> lis
     )
     in_image = _image_projects()
     wheels = sorted(w for w in wheels_dir.glob("*.whl") if _wheel_project(w) not in in_image)
+    unpacked = _unpacked_size(wheels)
+    if unpacked > max_size:
+        raise PackageError(
+            f"the packages unpack to {unpacked} bytes, more than the sandbox's disk_limit of "
+            f"{max_size} bytes for packages"
+        )
     if wheels:
         _pip([
             "install", *options, "--no-deps", "--no-index", "--no-compile", "--upgrade",

@@ -76,7 +76,7 @@ CONTAINER_RUNTIME_DIR = "/run/ai-computer"
 CONTAINER_CONNECTION_DIR = "/run/ai-computer-connection"
 """Where the kernel reads its connection file: the host's runtime directory, read-only."""
 SOCKETS_VOLUME_SIZE = "1m"  # socket files take no room; the tmpfs only needs to exist
-# Where the relay container sees the kernel's runtime directory and its own.
+# Where the relay container sees the kernel's sockets (their volume, read-only) and its own.
 RELAY_KERNEL_DIR = "/run/kernel"
 RELAY_OWN_DIR = "/run/relay"
 RELAY_USER = "65532:65532"
@@ -450,8 +450,9 @@ class DockerSandboxProvisioner(KernelProvisionerBase):
             raise TraitError(f"sandbox_user {value!r} must be 'uid:gid' with non-zero numbers")
         if int(uid) == os.getuid():
             raise TraitError(
-                f"sandbox_user {value!r} has the uid of this process ({os.getuid()}): code in "
-                "the sandbox could then reopen its runtime directory; choose another uid"
+                f"sandbox_user {value!r} has the uid of this process ({os.getuid()}): the "
+                "sandbox's processes and files must never share the host user's uid; choose "
+                "another uid"
             )
         return value
 

@@ -38,7 +38,8 @@ from typing import Any
 
 ROOT = "/workspace"
 CHUNK = 1 << 20
-MAX_ENTRIES = 10_000  # a listing stops here and says it was truncated
+MAX_ENTRIES = 10_000  # a listing stops here (or at MAX_LISTING bytes) and says it was truncated
+MAX_LISTING = 8 * 1024 * 1024
 SPARSE_SLACK = 64 * 1024  # file systems may report a few blocks fewer than the size rounds to
 DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -148,15 +149,35 @@ def op_read(path: str, max_size: int) -> None:
         out.flush()
 
 
-def op_stat(path: str, max_size: int) -> dict[str, Any]:
+def op_stat(path: str) -> dict[str, Any]:
     fd, info = open_regular_file(path)
     os.close(fd)
     parents, name = split(path)
     return {"path": display_path([*parents, name]), "size": info.st_size}
 
 
-def op_write(path: str, max_size: int) -> dict[str, Any]:
-    """Write stdin to path: into a temporary file, renamed over the target only when complete."""
+def framed_chunks(source: Any) -> Any:
+    """The chunks of a framed upload (an 8-byte big-endian length before each, a zero length
+    at the end). An upload cut short (a cancelled call, a lost connection) never reaches the
+    end mark, and is refused: stdin ends the same way whether the host finished or gave up."""
+    while True:
+        header = source.read(8)
+        if len(header) < 8:
+            raise Refused("incomplete", "the upload was cut short; nothing was written")
+        size = int.from_bytes(header, "big")
+        if size == 0:
+            return
+        if size > CHUNK:
+            raise Refused("invalid", f"an upload frame of {size} bytes (at most {CHUNK})")
+        chunk = source.read(size)
+        if len(chunk) < size:
+            raise Refused("incomplete", "the upload was cut short; nothing was written")
+        yield chunk
+
+
+def op_write(path: str) -> dict[str, Any]:
+    """Write stdin (framed) to path: into a temporary file, renamed over the target only when
+    complete."""
     parents, name = split(path)
     directory = open_directory(parents, create=True)
     temporary = f".{name}.partial-{secrets.token_hex(6)}"
@@ -170,8 +191,7 @@ def op_write(path: str, max_size: int) -> dict[str, Any]:
         )
         try:
             with os.fdopen(fd, "wb") as target:
-                source = sys.stdin.buffer
-                while chunk := source.read(CHUNK):
+                for chunk in framed_chunks(sys.stdin.buffer):
                     target.write(chunk)
                     size += len(chunk)
             # A rename replaces a symlink planted at the target name; it never follows it.
@@ -187,15 +207,16 @@ def op_write(path: str, max_size: int) -> dict[str, Any]:
     return {"path": display_path([*parents, name]), "size": size}
 
 
-def op_list(path: str, max_size: int) -> dict[str, Any]:
+def op_list(path: str) -> dict[str, Any]:
     parts = relative_parts(path)
     directory = open_directory(parts)
     entries: list[dict[str, Any]] = []
     truncated = False
+    listed = 0
     try:
         with os.scandir(directory) as scan:
             for entry in scan:
-                if len(entries) >= MAX_ENTRIES:
+                if len(entries) >= MAX_ENTRIES or listed > MAX_LISTING:
                     truncated = True
                     break
                 info = entry.stat(follow_symlinks=False)
@@ -208,22 +229,23 @@ def op_list(path: str, max_size: int) -> dict[str, Any]:
                     if stat.S_ISLNK(info.st_mode)
                     else "other"
                 )
-                entries.append(
-                    {
-                        "name": entry.name,
-                        "path": display_path([*parts, entry.name]),
-                        "type": kind,
-                        "size": info.st_size,
-                        "modified": info.st_mtime,
-                    }
-                )
+                item = {
+                    "name": entry.name,
+                    "path": display_path([*parts, entry.name]),
+                    "type": kind,
+                    "size": info.st_size,
+                    "modified": info.st_mtime,
+                }
+                entries.append(item)
+                # Names that are not UTF-8 take 6 bytes a byte in JSON (\udcXX): count them.
+                listed += len(json.dumps(item))
     finally:
         os.close(directory)
     entries.sort(key=lambda item: item["name"])
     return {"path": display_path(parts), "entries": entries, "truncated": truncated}
 
 
-def op_remove(path: str, max_size: int) -> dict[str, Any]:
+def op_remove(path: str) -> dict[str, Any]:
     parents, name = split(path)
     directory = open_directory(parents)
     try:
@@ -240,7 +262,7 @@ def op_remove(path: str, max_size: int) -> dict[str, Any]:
     return {"path": display_path([*parents, name]), "removed": True}
 
 
-OPERATIONS: dict[str, Callable[[str, int], dict[str, Any] | None]] = {
+OPERATIONS: dict[str, Callable[..., dict[str, Any] | None]] = {
     "read": op_read,
     "stat": op_stat,
     "write": op_write,
@@ -274,9 +296,8 @@ def main(argv: list[str]) -> int:
     not_dumpable()
     operation = argv[1]
     path = os.fsdecode(bytes.fromhex(argv[2]))
-    max_size = int(argv[3]) if len(argv) > 3 else 1 << 62
     try:
-        result = OPERATIONS[operation](path, max_size)
+        result = OPERATIONS[operation](path, *map(int, argv[3:]))  # read: its max size
     except Refused as exc:
         failure = {"error": str(exc), "kind": exc.kind}
     except OSError as exc:

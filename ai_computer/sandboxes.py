@@ -144,15 +144,26 @@ def default_runtime_root() -> str:
     return f"/tmp/ai-computer-{os.getuid()}"
 
 
-def remove_sandbox(sandbox_id: str, runtime_root: str | None = None) -> None:
-    """Remove every container and volume labelled with ``sandbox_id``, and its runtime directory."""
-    shutil.rmtree(Path(runtime_root or default_runtime_root()) / sandbox_id, ignore_errors=True)
+def remove_sandbox(sandbox_id: str, runtime_root: str | None = None) -> list[str]:
+    """Remove every container and volume labelled with ``sandbox_id``, and its runtime
+    directory; return what is still there afterwards (nothing, normally)."""
+    runtime_dir = Path(runtime_root or default_runtime_root()) / sandbox_id
+    shutil.rmtree(runtime_dir, ignore_errors=True)
     client = docker_client()
     selector = {"label": f"{SANDBOX_LABEL}={sandbox_id}"}
     for container in client.api.containers(all=True, filters=selector, quiet=True):
         remove_quietly(partial(client.api.remove_container, container["Id"], force=True))
     for volume in client.api.volumes(filters=selector).get("Volumes") or []:
         remove_quietly(partial(client.api.remove_volume, volume["Name"], force=True))
+    left = [f"directory {runtime_dir}"] if os.path.lexists(runtime_dir) else []
+    left += [
+        f"container {c['Id'][:12]}"
+        for c in client.api.containers(all=True, filters=selector, quiet=True)
+    ]
+    left += [
+        f"volume {v['Name']}" for v in client.api.volumes(filters=selector).get("Volumes") or []
+    ]
+    return left
 
 
 def container_logs(container_id: str | None, tail: int = 40) -> str:
@@ -239,16 +250,20 @@ def collect_garbage(runtime_root: str | None = None, *, dry_run: bool = False) -
     """Remove the sandboxes whose owner process is gone, and orphaned runtime directories.
 
     Only sandboxes whose owner is known to be dead are touched: a sandbox owned by a live
-    process, or by one this host cannot see, is left alone. Returns the removed ids.
+    process, or by one this host cannot see, is left alone. Returns the ids removed entirely;
+    one that could not be (a runtime directory this user cannot delete, say) is not among
+    them, and a warning names what is left.
     """
     root = Path(runtime_root or default_runtime_root())
     sandboxes = list_sandboxes()
     removed = []
     for info in sandboxes:
         if info.labels and info.owner_alive is False:
-            if not dry_run:
-                remove_sandbox(info.sandbox_id, str(root))
-            removed.append(info.sandbox_id)
+            left = [] if dry_run else remove_sandbox(info.sandbox_id, str(root))
+            if left:
+                log.warning("could not remove all of sandbox %s: %s", info.sandbox_id, left)
+            else:
+                removed.append(info.sandbox_id)
     known = {info.sandbox_id for info in sandboxes}
     try:
         entries = list(root.iterdir()) if root.is_dir() else []
@@ -264,7 +279,10 @@ def collect_garbage(runtime_root: str | None = None, *, dry_run: bool = False) -
         if idle > _RUNTIME_DIR_GRACE:
             if not dry_run:
                 shutil.rmtree(path, ignore_errors=True)
-            removed.append(path.name)
+            if os.path.lexists(path) and not dry_run:
+                log.warning("could not remove the runtime directory %s", path)
+            else:
+                removed.append(path.name)
     return removed
 
 

@@ -14,7 +14,12 @@ from sandbox_checks import run_client, still_works
 from ai_computer import SandboxClient, SandboxStateError
 
 
-async def test_socket_files_cannot_be_removed_or_replaced(hostile: SandboxClient) -> None:
+async def test_the_kernels_socket_directory_leads_nowhere_outside_the_sandbox(
+    hostile: SandboxClient,
+) -> None:
+    # The kernel binds its sockets on a 1 MiB tmpfs volume of its own, which the relay sees
+    # read-only; its connection file is a host directory mounted read-only. Whatever the
+    # sandbox does there stays in its own memory and reaches the host through the relay only.
     code = dedent("""
         import errno, os, zmq
         def attempt(action):
@@ -25,22 +30,32 @@ async def test_socket_files_cannot_be_removed_or_replaced(hostile: SandboxClient
                 return errno.errorcode[exc.errno]
             except zmq.ZMQError as exc:
                 return errno.errorcode.get(exc.errno, str(exc))
-        run = '/run/ai-computer'
+        run, connection = '/run/ai-computer', '/run/ai-computer-connection'
+        def fill():
+            with open(run + '/fill', 'wb') as f:
+                f.write(b'x' * (4 << 20))
         outcomes = {
-            'list': attempt(lambda: os.listdir(run)),
-            'unlink': attempt(lambda: os.unlink(run + '/kernel-1')),
-            'rename': attempt(lambda: os.rename(run + '/kernel-2', run + '/moved')),
-            'create': attempt(lambda: open(run + '/new', 'w')),
-            'chmod': attempt(lambda: os.chmod(run, 0o777)),
-            'connection-file': attempt(lambda: open(run + '/connection.json', 'a')),
-            'bind': attempt(lambda: zmq.Context().socket(zmq.ROUTER).bind(f'ipc://{run}/evil')),
+            'connection-create': attempt(lambda: open(connection + '/new', 'w')),
+            'connection-append': attempt(lambda: open(connection + '/connection.json', 'a')),
+            'connection-unlink': attempt(lambda: os.unlink(connection + '/connection.json')),
+            'connection-chmod': attempt(lambda: os.chmod(connection, 0o777)),
+            'sockets-fill': attempt(fill),
+            'sockets-unlink': attempt(lambda: os.unlink(run + '/kernel-3')),
+            'sockets-bind': attempt(
+                lambda: zmq.Context().socket(zmq.ROUTER).bind(f'ipc://{run}/kernel-3')
+            ),
         }
         outcomes
     """)
     response = await hostile.execute_code(code)
     assert response.success, response.error
     outcomes = eval(response.data["result"])
-    assert set(outcomes.values()) <= {"EACCES", "EPERM"}, outcomes
+    connection = {k: v for k, v in outcomes.items() if k.startswith("connection")}
+    assert set(connection.values()) <= {"EROFS", "EACCES"}, outcomes
+    assert outcomes["sockets-fill"] == "ENOSPC"  # 1 MiB, in the sandbox's own memory
+    await still_works(hostile)  # the relay's connections to the kernel are made already
+    restarted = await hostile.restart()  # and a new kernel gets a fresh volume
+    assert restarted.success, restarted.error
     await still_works(hostile)
 
 

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from packaging.requirements import Requirement
 
 from ai_computer import sandbox_tool
-from ai_computer.channels import VALUE_COST, decoded_size
+from ai_computer.channels import CONTAINER_COST, decoded_size
 from ai_computer.execution import CHANGED_FILES_LIMIT, ExecutionRecord, changed_files
 from ai_computer.files import sandbox_path
 from ai_computer.packages import check_specifier
@@ -75,7 +75,12 @@ def test_tool_side_paths_stay_in_the_workspace(path: str) -> None:
 
 
 JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False)
+    | st.text(max_size=8)
+    | st.text(alphabet=st.sampled_from(list("a\u00e9\u4e2d\U0001f600")), max_size=40),
     lambda children: (
         st.lists(children, max_size=6) | st.dictionaries(st.text(max_size=4), children, max_size=6)
     ),
@@ -93,9 +98,9 @@ def _deep_size(value: Any) -> int:
 
 
 @FUZZ
-@given(JSON_VALUES)
-def test_decoded_size_bounds_what_json_takes(value: Any) -> None:
-    text = json.dumps(value).encode()
+@given(JSON_VALUES, st.booleans())
+def test_decoded_size_bounds_what_json_takes(value: Any, ascii_only: bool) -> None:
+    text = json.dumps(value, ensure_ascii=ascii_only).encode()
     limit = 1 << 30
     estimate = decoded_size(text, limit)
     # Every object counted once (shared ones, e.g. small ints, are counted each time here).
@@ -107,9 +112,12 @@ def test_decoded_size_bounds_what_json_takes(value: Any) -> None:
 
 def test_a_list_bomb_is_measured_before_it_is_decoded() -> None:
     bomb = b"[" + b"[]," * 1_000_000 + b"[]]"
-    assert decoded_size(bomb, 8 << 20) >= 2_000_000 * VALUE_COST // 2
+    assert decoded_size(bomb, 8 << 20) >= 1_000_000 * CONTAINER_COST
     text_with_commas = json.dumps({"name": "stdout", "text": "1,2,3:[{" * 100_000}).encode()
     assert decoded_size(text_with_commas, 8 << 20) < 2 * len(text_with_commas)
+    # One character past U+FFFF makes every character of its string take 4 bytes.
+    wide = json.dumps({"text": "a" * 1_000_000 + "\U0001f600"}, ensure_ascii=False).encode()
+    assert decoded_size(wide, 1 << 30) >= sys.getsizeof(json.loads(wide)["text"])
 
 
 @FUZZ
@@ -161,3 +169,9 @@ def test_any_message_content_is_recorded_within_the_cap(
     response = record.response()
     assert record.kept_bytes <= 1024
     assert isinstance(response.data["output"], str)
+
+
+def test_paths_that_are_not_file_names_are_refused() -> None:
+    with pytest.raises(ValueError, match="lone surrogate"):
+        sandbox_path("bad-\ud800")
+    assert sandbox_path("bad-\udcff") == "/workspace/bad-\udcff"  # a byte that is not UTF-8
