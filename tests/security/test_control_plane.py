@@ -54,7 +54,7 @@ async def test_the_kernels_socket_directory_leads_nowhere_outside_the_sandbox(
     assert set(connection.values()) <= {"EROFS", "EACCES"}, outcomes
     assert outcomes["sockets-fill"] == "ENOSPC"  # 1 MiB, in the sandbox's own memory
     await still_works(hostile)  # the relay's connections to the kernel are made already
-    restarted = await hostile.restart()  # and a new kernel gets a fresh volume
+    restarted = await hostile.restart()  # a new kernel binds its sockets anew over them
     assert restarted.success, restarted.error
     await still_works(hostile)
 
