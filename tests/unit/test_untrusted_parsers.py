@@ -175,3 +175,57 @@ def test_paths_that_are_not_file_names_are_refused() -> None:
     with pytest.raises(ValueError, match="lone surrogate"):
         sandbox_path("bad-\ud800")
     assert sandbox_path("bad-\udcff") == "/workspace/bad-\udcff"  # a byte that is not UTF-8
+
+
+# -- message intake: whatever frames arrive, receive() returns a checked message or refuses ----
+
+
+class _Channel:
+    """What receive() uses of a jupyter_client channel: its socket and its session."""
+
+    def __init__(self, socket: Any, session: Any) -> None:
+        self.socket = socket
+        self.session = session
+
+
+FRAME = st.one_of(
+    st.binary(max_size=64),
+    st.sampled_from([b"<IDS|MSG>", b"{}", b"[]", b'{"msg_id": "x", "msg_type": "stream"}']),
+    JSON_VALUES.map(lambda value: json.dumps(value).encode()),
+)
+
+
+@settings(derandomize=True, max_examples=150, deadline=None)
+@given(st.lists(FRAME, min_size=1, max_size=8), st.booleans())
+def test_message_intake_never_fails_unexpectedly(frames: list[bytes], signed: bool) -> None:
+    import asyncio
+
+    import zmq
+    import zmq.asyncio
+    from jupyter_client.session import Session
+
+    from ai_computer.channels import KernelProtocolError, receive
+
+    async def scenario() -> None:
+        context = zmq.asyncio.Context()
+        sender, reader = context.socket(zmq.PAIR), context.socket(zmq.PAIR)
+        sender.bind("inproc://intake")
+        reader.connect("inproc://intake")
+        session = Session(key=b"secret")
+        try:
+            parts = list(frames)
+            if signed and len(parts) >= 5:  # a correctly signed message with fuzzed parts
+                parts = [b"<IDS|MSG>", session.sign(parts[:4]), *parts[:4], *parts[4:]]
+            await sender.send_multipart(parts)
+            try:
+                message, size = await receive(_Channel(reader, session), 1 << 20)
+            except KernelProtocolError:
+                return
+            assert isinstance(message["header"], dict) and isinstance(message["content"], dict)
+            assert isinstance(message["msg_type"], str) and size >= 0
+        finally:
+            sender.close(linger=0)
+            reader.close(linger=0)
+            context.term()
+
+    asyncio.run(scenario())
