@@ -30,8 +30,8 @@ from typing import Any
 import zmq
 from jupyter_client.channels import ZMQSocketChannel
 
+from .inside.relay import MAX_PARTS
 from .limits import MIB
-from .relay import MAX_PARTS
 
 RECEIVE_HWM = 16
 """Unread messages a client socket buffers; past it, libzmq stops reading from the kernel."""

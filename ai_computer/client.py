@@ -41,12 +41,12 @@ from .errors import SandboxError, SandboxStartError, SandboxStateError
 from .execution import ExecutionRecord
 from .files import FileSystem, sandbox_path
 from .image import engine_architecture
+from .inside.relay import REFUSED as RELAY_REFUSED
 from .kernel_startup import CHANGED_FILES_ARGUMENTS, CHANGED_FILES_EXPRESSION
 from .kernelspec import SandboxKernelManager, sandbox_kernel_spec, shut_down_sandbox
 from .models import FileOperationResponse, SandboxResponse, StreamEvent
 from .packages import PackageError, check_specifiers, stage_packages, tar_chunks, unpack_argv
 from .provisioner import ContainerExit, DockerSandboxProvisioner, describe_exit
-from .relay import REFUSED as RELAY_REFUSED
 from .sandboxes import collect_garbage_in_background, container_logs
 from .shell import Shell
 

@@ -1,6 +1,6 @@
 """File operations confined to a sandbox's /workspace (``client.fs``).
 
-Each operation runs ``sandbox_tool.py`` inside the container as the sandbox user, so a path or
+Each operation runs ``inside/file_tool.py`` inside the container as the sandbox user, so a path or
 symlink planted by sandbox code can only ever lead to the container's own files, and the tool
 refuses those too (see its docstring). Transfers stream in 1 MiB chunks: neither side holds a
 whole file in memory, and an interrupted upload leaves nothing half-written.
@@ -20,13 +20,12 @@ import posixpath
 import struct
 import tempfile
 from collections.abc import Awaitable, Callable, Iterator
-from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import IO, Any, Protocol
 
 from .container_exec import ExecResult, StopTransfer
 from .errors import SandboxError
+from .inside import source
 from .models import FileOperationResponse, SandboxResponse
 
 WORKSPACE = "/workspace"
@@ -52,12 +51,6 @@ class ExecRunner(Protocol):
         idle_timeout: float | None = None,
         workdir: str = ...,
     ) -> Awaitable[ExecResult]: ...
-
-
-@cache
-def tool_source() -> str:
-    """The source of the in-sandbox file tool, passed to ``python3 -c``."""
-    return resources.files("ai_computer").joinpath("sandbox_tool.py").read_text()
 
 
 def sandbox_path(path: str, directory: str | None = None) -> str:
@@ -127,7 +120,7 @@ class FileSystem:
     async def _tool(
         self, operation: str, path: str, max_size: int | None = None, **options: Any
     ) -> ExecResult:
-        argv = ["python3", "-I", "-S", "-c", tool_source(), operation, _encoded(path)]
+        argv = ["python3", "-I", "-S", "-c", source("file_tool.py"), operation, _encoded(path)]
         if max_size is not None:
             argv.append(str(max_size))
         return await self._run(argv, workdir="/", idle_timeout=self.idle_timeout, **options)
@@ -154,7 +147,7 @@ class FileSystem:
 
         def framed() -> Iterator[bytes]:
             # Each chunk after its length, then a zero length: the tool renames the file into
-            # place only once it has read that end mark (see sandbox_tool.framed_chunks).
+            # place only once it has read that end mark (see inside/file_tool.py, framed_chunks).
             nonlocal sent
             for chunk in _chunks(source):
                 sent += len(chunk)

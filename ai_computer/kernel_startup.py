@@ -1,62 +1,13 @@
-"""Code run in each SDK kernel at start (IPython ``exec_lines``): it lets an execution report
-the files it created or changed under /workspace.
-
-It runs in a namespace of its own (like the provisioner's start-up patches), so nothing lands
-among the user's variables; the helper lives in a module object named ``_ai_computer`` in
-``sys.modules``.
-"""
+"""What each SDK kernel runs at start (IPython ``exec_lines``) so that an execution can report
+the files it created or changed under /workspace: the patch ``inside/changed_files.py``."""
 
 from __future__ import annotations
+
+from .inside import kernel_line
 
 CHANGED_FILES_EXPRESSION = "__import__('_ai_computer').changed_files_json()"
 CHANGED_FILES_LIMIT = 1000
 """Most files one execution's ``data["files"]`` lists (the first in path order)."""
 
-_SOURCE = """
-import json, os, sys, types
-from IPython import get_ipython
-
-module = types.ModuleType("_ai_computer")
-marker = "/tmp/.ai-computer-cell-start"
-state = {"since": 0}
-
-def before_cell(*_):
-    # File times come from the kernel's coarse clock: take "now" from a file, not time.time().
-    with open(marker, "w"):
-        pass
-    state["since"] = os.stat(marker).st_mtime_ns
-
-class Listing:
-    # Shown as its JSON text, so the host parses it as JSON (the repr of a str would need
-    # Python's parser, on text the kernel controls).
-    def __init__(self, text):
-        self.text = text
-    def __repr__(self):
-        return self.text
-    def _repr_pretty_(self, printer, cycle):
-        printer.text(self.text)
-
-def changed_files_json(root="/workspace", limit=LIMIT):
-    found = []
-    for folder, folders, names in os.walk(root):
-        folders.sort()
-        for name in sorted(names):
-            path = os.path.join(folder, name)
-            try:
-                info = os.lstat(path)
-            except OSError:
-                continue
-            if info.st_mtime_ns >= state["since"]:
-                found.append({"path": path, "size": info.st_size})
-                if len(found) >= limit:
-                    return Listing(json.dumps(found))
-    return Listing(json.dumps(found))
-
-module.changed_files_json = changed_files_json
-sys.modules["_ai_computer"] = module
-get_ipython().events.register("pre_run_cell", before_cell)
-"""
-
-_SOURCE = _SOURCE.replace("LIMIT", str(CHANGED_FILES_LIMIT))
-CHANGED_FILES_ARGUMENTS = [f"--IPKernelApp.exec_lines=exec({_SOURCE!r}, {{}})"]
+CHANGED_FILES_ARGUMENTS = [kernel_line("changed_files.py", LIMIT=CHANGED_FILES_LIMIT)]
 """ipykernel options that install the helper."""

@@ -7,8 +7,8 @@ the relay: nothing the sandbox can write is on the host's disk. The connection f
 host directory mounted read-only, and the kernel starts with ``python -P`` so that nothing planted
 in /workspace (an ``ipykernel_launcher.py``, say) runs in its place.
 
-The host never connects to the kernel's sockets: a relay container (``relay.py``, its own memory
-limit, a uid of its own) forwards every message between them and sockets of its own, in a
+The host never connects to the kernel's sockets: a relay container (``inside/relay.py``, its own
+memory limit, a uid of its own) forwards every message between them and sockets of its own, in a
 directory the sandbox cannot see, and refuses messages no real kernel sends. libzmq assembles a
 whole many-part message before anyone sees it, so a message too big to hold kills the relay
 (reported as such), never the host's process.
@@ -43,7 +43,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache, partial
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -58,8 +58,9 @@ from traitlets import Dict, Float, Int, TraitError, Unicode, Union, default, val
 from . import limits, prestart
 from .engine import docker_client, remove_quietly
 from .errors import ImageNotFoundError, SandboxError, SandboxStartError
-from .relay import PORTS as _RELAY_PORTS
-from .relay import REFUSED
+from .inside import kernel_line, source
+from .inside.relay import PORTS as _RELAY_PORTS
+from .inside.relay import REFUSED
 from .sandboxes import (
     CPU_LIMIT_LABEL,
     DISK_LIMIT_LABEL,
@@ -90,116 +91,19 @@ DEFAULT_KERNEL_ARGV = ["python", "-P", "-m", "ipykernel_launcher", "-f", "{conne
 
 # Ports of an ipc:// transport are file-name suffixes: fixed ones are fine in a private directory.
 _IPC_PORTS = {f"{name}_port": port for name, port in _RELAY_PORTS.items()}
-# Largest stream message the kernel sends, in characters. ipykernel sends everything written in
-# one 0.2 s flush interval as one message (a single print of 100 MB would be one 100 MB message,
-# after a 400 MB copy in its buffer); the client refuses messages past its size cap. So long
-# writes go out in pieces, each flushed before the next is buffered.
-STREAM_CHUNK = 1024 * 1024
-# Stream output the kernel sends per execution. Past it, output is dropped in the kernel: a client
-# keeps only its output_limit anyway, and a flood sent faster than the client reads would pile up
-# in the kernel's socket queue and kill it for memory.
-KERNEL_OUTPUT_LIMIT = 32 * 1024 * 1024
-_TRUNCATED = f"\n[output truncated by the sandbox: more than {KERNEL_OUTPUT_LIMIT >> 20}M]\n"
-# Lone surrogates (print('\ud800')) cannot be encoded: left in, they make the whole flush fail
-# and silently lose everything written with them. They become U+FFFD instead.
-_CHUNKED_STREAMS = f"""
-from ipykernel.iostream import OutStream
-flush_buffers, write = OutStream._flush_buffers, OutStream.write
-state = {{'msg_id': None, 'size': 0, 'pending': 0}}
-def chunked_flush(self):
-    for parent, data in flush_buffers(self):
-        for start in range(0, len(data), {STREAM_CHUNK}):
-            chunk = data[start:start + {STREAM_CHUNK}]
-            yield parent, chunk.encode('utf-16', 'surrogatepass').decode('utf-16', 'replace')
-def chunked_write(self, string):
-    if not isinstance(string, str):
-        return write(self, string)
-    length = len(string)
-    msg_id = self.parent_header.get('msg_id')
-    if msg_id != state['msg_id']:
-        state.update(msg_id=msg_id, size=0, pending=0)
-    room = {KERNEL_OUTPUT_LIMIT} - state['size']
-    if room <= 0:
-        return length
-    if length > room:
-        string = string[:room] + {_TRUNCATED!r}
-    state['size'] += len(string)
-    for start in range(0, len(string), {STREAM_CHUNK}):
-        piece = string[start:start + {STREAM_CHUNK}]
-        write(self, piece)
-        state['pending'] += len(piece)
-        if state['pending'] >= {STREAM_CHUNK}:
-            state['pending'] = 0
-            self.flush()
-    return length
-class Write:
-    # A data descriptor: IPython 9 replaces sys.stdout.write in every cell with a wrapper that
-    # keeps all output in memory, forever; that assignment is ignored here.
-    def __get__(self, stream, owner=None):
-        return chunked_write if stream is None else chunked_write.__get__(stream, owner)
-    def __set__(self, stream, value):
-        pass
-class NoOutputs(dict):
-    # IPython 9 also keeps every cell's outputs in history_manager.outputs: keep none.
-    def __contains__(self, key):
-        return False
-    def __getitem__(self, key):
-        return []
-OutStream._flush_buffers, OutStream.write = chunked_flush, Write()
-from IPython import get_ipython
-get_ipython().history_manager.outputs = NoOutputs()
-"""
 # Room left in a message for what the relay counts besides header and content (routing ids,
-# signature, metadata).
+# signature, metadata): the kernel's bound on one message (inside/bounded_messages.py).
 _MESSAGE_MARGIN = 64 * 1024
-# Output too big for one message (a 20 MB HTML display, an exception with a 20 MB message) would
-# make the relay refuse it and break the sandbox: the kernel sends a notice in its place instead.
-# Cooperative, like the stream limits above: code that undoes it breaks only its own sandbox.
-_BOUNDED_MESSAGES = """
-from jupyter_client.session import Session
-serialize = Session.serialize
-def bounded_serialize(self, msg, ident=None):
-    frames = serialize(self, msg, ident)
-    size = sum(len(frame) for frame in frames)
-    content = msg.get('content') if isinstance(msg, dict) else None
-    if size <= LIMIT or not isinstance(content, dict):
-        return frames
-    msg_type = msg['header']['msg_type']
-    notice = (f'[{msg_type} of {size / 1048576:.1f}M not shown: the sandbox sends at most '
-              f'{LIMIT / 1048576:.1f}M in one message]')
-    if 'data' in content:  # display_data, update_display_data, execute_result
-        content = dict(content, data={'text/plain': notice}, metadata={})
-    elif 'traceback' in content:  # error, and the execute_reply of an error
-        evalue = str(content.get('evalue', ''))
-        content = dict(content, evalue=evalue[:1000], traceback=[notice])
-    else:
-        return frames
-    return serialize(self, dict(msg, content=content), ident)
-Session.serialize = bounded_serialize
-"""
-
-
-# The kernel starts with -P (its own modules cannot be shadowed from /workspace), which also keeps
-# IPython from putting the working directory on sys.path; user code expects it there, as in a
-# stock kernel (`import helper` for /workspace/helper.py), after the standard library.
-_WORKING_DIRECTORY_ON_PATH = """
-import sys
-at = next((i for i, p in enumerate(sys.path) if p.endswith(('site-packages', 'dist-packages'))),
-          len(sys.path))
-'' in sys.path or sys.path.insert(at, '')
-"""
 
 
 def kernel_arguments(message_limit: int) -> list[str]:
     """ipykernel options for a sandbox kernel: no history database, and the start-up patches
-    (bounded streams and messages, the working directory on sys.path), run in a namespace of
-    their own so nothing appears among the user's variables."""
-    bounded = _BOUNDED_MESSAGES.replace("LIMIT", str(message_limit - _MESSAGE_MARGIN))
+    of ``inside/`` (the working directory on sys.path, bounded streams and messages)."""
     return [
         "--HistoryManager.enabled=False",
-        f"--IPKernelApp.exec_lines=exec({_WORKING_DIRECTORY_ON_PATH!r}, {{}})",
-        f"--IPKernelApp.exec_lines=exec({_CHUNKED_STREAMS!r}, {{}})",
-        f"--IPKernelApp.exec_lines=exec({bounded!r}, {{}})",
+        kernel_line("working_directory.py"),
+        kernel_line("stream_limits.py"),
+        kernel_line("bounded_messages.py", LIMIT=message_limit - _MESSAGE_MARGIN),
     ]
 
 
@@ -266,12 +170,6 @@ def _private_directory(path: Path, *, check_mode: bool = True) -> None:
             f"{stat.S_IMODE(info.st_mode):o}); remove it or set "
             "DockerSandboxProvisioner.runtime_root"
         )
-
-
-@cache
-def _relay_source() -> str:
-    """relay.py, run in the relay container with ``python3 -c`` (read once per process)."""
-    return Path(__file__).with_name("relay.py").read_text()
 
 
 def _start_container(config: dict[str, Any], role: str) -> str:
@@ -801,7 +699,7 @@ class DockerSandboxProvisioner(KernelProvisionerBase):
                 Mount(RELAY_OWN_DIR, str(self.relay_dir), type="bind"),
             ],
             log_max_size="64k",
-            command=["python3", "-I", "-c", _relay_source(), *argv],
+            command=["python3", "-I", "-c", source("relay.py"), *argv],
             ipc_mode="private",
             ulimits=[Ulimit(name="core", soft=0, hard=0)],
         )

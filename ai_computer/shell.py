@@ -7,12 +7,11 @@ network; arguments travel as a list and never pass through a shell on the host.
 from __future__ import annotations
 
 import time
-from functools import cache
-from importlib import resources
 
 from . import limits
 from .errors import SandboxError
 from .files import ExecRunner
+from .inside import source
 from .models import SandboxResponse
 
 _TIMED_OUT = 124  # the runner's exit status when the limit passed (as coreutils `timeout`)
@@ -20,16 +19,10 @@ _KILLED = 137  # 128 + SIGKILL: the runner had to escalate, or the memory limit 
 _KILL_AFTER = 2  # seconds between SIGTERM and SIGKILL when a command overruns
 
 
-@cache
-def _runner_source() -> str:
-    """command_runner.py, which bounds a command and all its descendants in time."""
-    return resources.files("ai_computer").joinpath("command_runner.py").read_text()
-
-
 def bounded_argv(argv: list[str], limit: float) -> list[str]:
     """``argv`` run under the in-sandbox runner: past ``limit`` seconds every descendant of
     the command is ended, also those that left its process group (``setsid``)."""
-    runner = ["python3", "-I", "-S", "-c", _runner_source()]
+    runner = ["python3", "-I", "-S", "-c", source("command_runner.py")]
     return [*runner, f"{limit:g}", str(_KILL_AFTER), "--", *argv]
 
 

@@ -13,10 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from packaging.requirements import Requirement
 
-from ai_computer import sandbox_tool
 from ai_computer.channels import CONTAINER_COST, decoded_size
 from ai_computer.execution import CHANGED_FILES_LIMIT, ExecutionRecord, changed_files
 from ai_computer.files import sandbox_path
+from ai_computer.inside import file_tool
 from ai_computer.packages import check_specifier
 
 FUZZ = settings(derandomize=True, max_examples=300, deadline=None)
@@ -68,8 +68,8 @@ def test_host_side_paths_stay_in_the_workspace(path: str, directory: str | None)
 @given(PATH_TEXT)
 def test_tool_side_paths_stay_in_the_workspace(path: str) -> None:
     try:
-        parts = sandbox_tool.relative_parts(path)
-    except sandbox_tool.Refused:
+        parts = file_tool.relative_parts(path)
+    except file_tool.Refused:
         return
     assert all(part not in ("", ".", "..") and "/" not in part for part in parts)
 

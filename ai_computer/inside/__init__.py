@@ -1,0 +1,31 @@
+"""Programs that run inside a sandbox's containers, kept as real files so that they are read,
+linted and tested like the rest (the host only ever passes their text to ``python -c`` or to
+IPython's ``exec_lines``):
+
+- ``relay.py``: the relay container's program, between the kernel's sockets and the host's;
+- ``file_tool.py``: every file operation (``docker exec`` in the kernel's container);
+- ``command_runner.py``: a shell command's time limit, over all its descendants;
+- ``stream_limits.py``, ``bounded_messages.py``, ``working_directory.py``, ``changed_files.py``:
+  the patches each kernel runs at start.
+
+Each uses the standard library only (and, in the kernel, what the kernel itself imports). A
+name a patch needs from the host is given to it as a global when it is run (``kernel_line``).
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib import resources
+from typing import Any
+
+
+@cache
+def source(name: str) -> str:
+    """The text of ``name`` (e.g. ``"relay.py"``), read once per process."""
+    return resources.files(__name__).joinpath(name).read_text()
+
+
+def kernel_line(name: str, **given: Any) -> str:
+    """An ipykernel option that runs the patch ``name`` at start, in a namespace of its own
+    (nothing appears among the user's variables) holding the names ``given``."""
+    return f"--IPKernelApp.exec_lines=exec({source(name)!r}, {given!r})"

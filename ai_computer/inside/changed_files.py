@@ -1,0 +1,62 @@
+"""Kernel patch, run at start by SDK kernels: lets an execution report the files it created or
+changed under /workspace (``data["files"]``).
+
+The helper lives in a module object named ``_ai_computer`` in ``sys.modules``; the host asks for
+``__import__('_ai_computer').changed_files_json()`` in each execution's ``user_expressions``.
+``LIMIT`` (most files listed) is given by the host when the patch runs.
+"""
+
+import json
+import os
+import sys
+import types
+
+from IPython import get_ipython
+
+LIMIT = int(globals()["LIMIT"])  # given by the host (kernel_startup.CHANGED_FILES_LIMIT)
+
+module = types.ModuleType("_ai_computer")
+marker = "/tmp/.ai-computer-cell-start"
+state = {"since": 0}
+
+
+def before_cell(*_):
+    # File times come from the kernel's coarse clock: take "now" from a file, not time.time().
+    with open(marker, "w"):
+        pass
+    state["since"] = os.stat(marker).st_mtime_ns
+
+
+class Listing:
+    # Shown as its JSON text, so the host parses it as JSON (the repr of a str would need
+    # Python's parser, on text the kernel controls).
+    def __init__(self, text):
+        self.text = text
+
+    def __repr__(self):
+        return self.text
+
+    def _repr_pretty_(self, printer, cycle):
+        printer.text(self.text)
+
+
+def changed_files_json(root="/workspace", limit=LIMIT):
+    found = []
+    for folder, folders, names in os.walk(root):
+        folders.sort()
+        for name in sorted(names):
+            path = os.path.join(folder, name)
+            try:
+                info = os.lstat(path)
+            except OSError:
+                continue
+            if info.st_mtime_ns >= state["since"]:
+                found.append({"path": path, "size": info.st_size})
+                if len(found) >= limit:
+                    return Listing(json.dumps(found))
+    return Listing(json.dumps(found))
+
+
+module.changed_files_json = changed_files_json
+sys.modules["_ai_computer"] = module
+get_ipython().events.register("pre_run_cell", before_cell)
