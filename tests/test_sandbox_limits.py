@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+
 import docker
 
 from ai_computer import SandboxClient
@@ -19,7 +21,7 @@ def cgroup(path):
 async def cgroup_values(client: SandboxClient, *paths: str) -> list[str | None]:
     response = await client.execute_code(READ_CGROUP + f"[cgroup(p) for p in {list(paths)!r}]")
     assert response.success, response.error
-    return eval(response.data["result"])  # a list literal of strings produced above
+    return ast.literal_eval(response.data["result"])  # a list literal of strings produced above
 
 
 async def test_chosen_limits_are_enforced_by_the_cgroup(docker_engine: docker.DockerClient) -> None:

@@ -4,6 +4,7 @@ kernel never sends marks the sandbox broken until restart(), and restart() recov
 
 from __future__ import annotations
 
+import ast
 import time
 from textwrap import dedent
 
@@ -49,7 +50,7 @@ async def test_the_kernels_socket_directory_leads_nowhere_outside_the_sandbox(
     """)
     response = await hostile.execute_code(code)
     assert response.success, response.error
-    outcomes = eval(response.data["result"])
+    outcomes = ast.literal_eval(response.data["result"])
     connection = {k: v for k, v in outcomes.items() if k.startswith("connection")}
     assert set(connection.values()) <= {"EROFS", "EACCES"}, outcomes
     assert outcomes["sockets-fill"] == "ENOSPC"  # 1 MiB, in the sandbox's own memory

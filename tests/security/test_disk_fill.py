@@ -3,6 +3,7 @@ the kernel keeps running, and the host's disk is not written."""
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import shutil
 from textwrap import dedent
@@ -70,7 +71,7 @@ async def test_filling_every_writable_place_gives_enospc(hostile: SandboxClient)
         await asyncio.sleep(0.05)
     response = execution.result()
     assert response.success, response.error
-    report = eval(response.data["result"])
+    report = ast.literal_eval(response.data["result"])
     # The kernel's sockets' volume is the sandbox's own too (1 MiB, in its memory).
     directories = {
         "/workspace",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import socket
 import uuid
@@ -65,7 +66,7 @@ async def test_host_files_and_other_sandboxes_are_invisible(
         """)
         response = await client.execute_code(code, timeout=120)
         assert response.success, response.error
-        visible, found, in_environ, names = eval(response.data["result"])
+        visible, found, in_environ, names = ast.literal_eval(response.data["result"])
         assert visible == []
         assert found == []
         assert not in_environ
@@ -88,7 +89,7 @@ async def test_kernel_interfaces_are_read_only(shared_sandbox: SandboxClient) ->
                 outcomes[path] = errno.errorcode[exc.errno]
         outcomes
     """)
-    outcomes = eval((await shared_sandbox.execute_code(code)).data["result"])
+    outcomes = ast.literal_eval((await shared_sandbox.execute_code(code)).data["result"])
     assert "written" not in outcomes.values(), outcomes
 
 
@@ -141,7 +142,7 @@ async def test_no_privileges(shared_sandbox: SandboxClient) -> None:
     """)
     response = await shared_sandbox.execute_code(code)
     assert response.success, response.error
-    uid, gid, fields, outcomes = eval(response.data["result"])
+    uid, gid, fields, outcomes = ast.literal_eval(response.data["result"])
     assert uid != 0 and gid != 0
     assert fields == {"CapEff": "0" * 16, "CapBnd": "0" * 16, "NoNewPrivs": "1"}
     assert outcomes["setuid"] == "EPERM"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 from textwrap import dedent
 
 from sandbox_checks import still_works
@@ -60,7 +61,7 @@ async def test_unwaited_children_are_bounded_and_reaped(hostile: SandboxClient) 
     """)
     response = await hostile.execute_code(code, timeout=60)
     assert response.success, response.error
-    peak, left = eval(response.data["result"])
+    peak, left = ast.literal_eval(response.data["result"])
     assert "refused" in response.data["output"]  # the pids limit stopped the pile of zombies
     assert 100 < peak < 256
     assert left == 0
