@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import os
 import shutil
 import signal
@@ -49,43 +48,34 @@ from typing import Any, TypeVar
 
 import docker
 import docker.errors
-from docker.types import LogConfig, Mount, Ulimit
 from jupyter_client.connect import KernelConnectionInfo
 from jupyter_client.provisioning.provisioner_base import KernelProvisionerBase
 from jupyter_client.session import new_id_bytes
 from traitlets import Dict, Float, Int, TraitError, Unicode, Union, default, validate
 
 from . import limits, prestart
+from .container_specs import (  # noqa: F401  # CONTAINER_PACKAGES etc. are used from here
+    CONTAINER_CONNECTION_DIR,
+    CONTAINER_PACKAGES,
+    CONTAINER_RUNTIME_DIR,
+    CONTAINER_WORKSPACE,
+    SandboxSpec,
+    holder_container,
+    kernel_container,
+    relay_container,
+    volumes,
+)
 from .engine import docker_client, remove_quietly
 from .errors import ImageNotFoundError, SandboxError, SandboxStartError
 from .inside import kernel_line, source
 from .inside.relay import PORTS as _RELAY_PORTS
 from .inside.relay import REFUSED
 from .sandboxes import (
-    CPU_LIMIT_LABEL,
-    DISK_LIMIT_LABEL,
-    MEMORY_LIMIT_LABEL,
-    ROLE_LABEL,
-    SANDBOX_LABEL,
     default_runtime_root,
     owner_labels,
     remove_sandbox,
 )
 
-CONTAINER_RUNTIME_DIR = "/run/ai-computer"
-"""Where the kernel binds its sockets: the sockets volume (tmpfs)."""
-CONTAINER_CONNECTION_DIR = "/run/ai-computer-connection"
-"""Where the kernel reads its connection file: the host's runtime directory, read-only."""
-SOCKETS_VOLUME_SIZE = "1m"  # socket files take no room; the tmpfs only needs to exist
-# Where the relay container sees the kernel's sockets (their volume, read-only) and its own.
-RELAY_KERNEL_DIR = "/run/kernel"
-RELAY_OWN_DIR = "/run/relay"
-RELAY_USER = "65532:65532"
-"""The relay's uid:gid: neither the sandbox's (1000 or 1001) nor, normally, the host user's."""
-CONTAINER_WORKSPACE = "/workspace"
-CONTAINER_HOME = "/home/sandbox"
-# Packages installed per session; on sys.path through a .pth file in the image.
-CONTAINER_PACKAGES = "/opt/packages"
 # -P: /workspace (the working directory) is not on sys.path while the kernel starts.
 DEFAULT_KERNEL_ARGV = ["python", "-P", "-m", "ipykernel_launcher", "-f", "{connection_file}"]
 
@@ -412,23 +402,23 @@ class DockerSandboxProvisioner(KernelProvisionerBase):
     @property
     def volume_name(self) -> str:
         """Name of the Docker volume holding this sandbox's /workspace."""
-        return f"ai-computer-{self.sandbox_id}"
+        return self.spec.volume_name
 
     @property
     def packages_volume_name(self) -> str:
         """Name of the Docker volume holding the packages installed in this sandbox."""
-        return f"ai-computer-{self.sandbox_id}-packages"
+        return self.spec.packages_volume_name
 
     @property
     def sockets_volume_name(self) -> str:
         """Name of the Docker volume (a small tmpfs) where the kernel binds its sockets, seen
         read-only by the relay."""
-        return f"ai-computer-{self.sandbox_id}-sockets"
+        return self.spec.sockets_volume_name
 
     @property
     def holder_name(self) -> str:
         """Name of the container that keeps this sandbox's tmpfs volumes mounted."""
-        return f"ai-computer-{self.sandbox_id}-holder"
+        return self.spec.holder_name
 
     @property
     def container_id(self) -> str | None:
@@ -590,162 +580,56 @@ class DockerSandboxProvisioner(KernelProvisionerBase):
                 )
             await asyncio.sleep(0.005)
 
-    def _hardened(
-        self,
-        role: str,
-        *,
-        user: str,
-        memory: int,
-        nano_cpus: int,
-        pids_limit: int,
-        mounts: list[Mount],
-        log_max_size: str,
-        labels: dict[str, str] | None = None,
-        **more: Any,
-    ) -> dict[str, Any]:
-        """The keyword arguments of ``containers.create`` that every container of a sandbox
-        gets (kernel, relay, holder): no network, no capabilities, no new privileges, a
-        read-only root, memory without swap, CPU and process limits, an init, a bounded log."""
-        return {
-            "image": self.image,
-            "user": user,
-            "labels": {
-                SANDBOX_LABEL: self.sandbox_id,
-                ROLE_LABEL: role,
-                **(labels or {}),
-                **owner_labels(),
+    @property
+    def spec(self) -> SandboxSpec:
+        """This sandbox's containers' inputs: its identity, limits and host directories."""
+        return SandboxSpec(
+            sandbox_id=self.sandbox_id,
+            image=self.image,
+            user=self.sandbox_user,
+            memory_limit=int(self.memory_limit),
+            cpu_limit=self.cpu_limit,
+            pids_limit=self.pids_limit,
+            disk_limit=int(self.disk_limit),
+            tmp_size=limits.parse_size(self.tmp_size, name="tmp_size"),
+            log_max_size=self.log_max_size,
+            message_limit=int(self.message_limit),
+            relay_memory_limit=int(self.relay_memory_limit),
+            runtime_dir=str(self.runtime_dir),
+            relay_dir=str(self.relay_dir),
+            environment={
+                **(dict(self.kernel_spec.env) if self.kernel_spec else {}),
+                **self.environment,
             },
-            "network_mode": "none",
-            "mem_limit": memory,
-            "memswap_limit": memory,
-            "nano_cpus": nano_cpus,
-            "pids_limit": pids_limit,
-            "cap_drop": ["ALL"],
-            "security_opt": ["no-new-privileges"],
-            "read_only": True,
-            "mounts": mounts,
-            "init": True,
-            "log_config": LogConfig(
-                type="json-file", config={"max-size": log_max_size, "max-file": "1"}
-            ),
-            "detach": True,
-            **more,
-        }
+            owner_labels=owner_labels(),
+        )
 
     def container_config(self, cmd: list[str]) -> dict[str, Any]:
-        """The kernel's container: the sandbox's limits, its environment, its volumes."""
-        memory = int(self.memory_limit)
-        threads = str(max(1, math.ceil(self.cpu_limit)))
-        environment = {
-            "HOME": CONTAINER_HOME,
-            "PYTHONDONTWRITEBYTECODE": "1",
-            # Numeric libraries size their thread pools from the host's CPU count otherwise;
-            # PYTHON_CPU_COUNT is what os.cpu_count() returns (see the image's Dockerfile), and
-            # nproc follows OMP_NUM_THREADS.
-            "PYTHON_CPU_COUNT": threads,
-            "OMP_NUM_THREADS": threads,
-            "OPENBLAS_NUM_THREADS": threads,
-            "MKL_NUM_THREADS": threads,
-            "AI_COMPUTER_SANDBOX_ID": self.sandbox_id,
-            "AI_COMPUTER_MEMORY_LIMIT": str(memory),
-            "AI_COMPUTER_CPU_LIMIT": f"{self.cpu_limit:g}",
-            **(dict(self.kernel_spec.env) if self.kernel_spec else {}),
-            **self.environment,
-        }
-        uid, _, gid = self.sandbox_user.partition(":")
-        tmp_size = limits.parse_size(self.tmp_size, name="tmp_size")
-        tmpfs_options = f"rw,nosuid,nodev,size={tmp_size}"
-        home_options = f"{tmpfs_options},uid={uid},gid={gid},mode=0700"
-        return self._hardened(
-            "kernel",
-            user=self.sandbox_user,
-            memory=memory,
-            nano_cpus=int(self.cpu_limit * 1e9),
-            pids_limit=self.pids_limit,
-            mounts=[
-                Mount(CONTAINER_CONNECTION_DIR, str(self.runtime_dir), type="bind", read_only=True),
-                Mount(CONTAINER_RUNTIME_DIR, self.sockets_volume_name, type="volume"),
-                Mount(CONTAINER_WORKSPACE, self.volume_name, type="volume"),
-                Mount(CONTAINER_PACKAGES, self.packages_volume_name, type="volume"),
-            ],
-            log_max_size=self.log_max_size,
-            labels={
-                MEMORY_LIMIT_LABEL: str(memory),
-                CPU_LIMIT_LABEL: f"{self.cpu_limit:g}",
-                DISK_LIMIT_LABEL: str(int(self.disk_limit)),
-            },
-            # Sockets must be connectable by the host user, whoever it is: hence umask 0.
-            command=["sh", "-c", 'umask 0000 && exec "$@"', "sh", *cmd],
-            working_dir=CONTAINER_WORKSPACE,
-            environment=environment,
-            tmpfs={"/tmp": tmpfs_options, CONTAINER_HOME: home_options},
-            ipc_mode="private",
-            ulimits=[Ulimit(name="core", soft=0, hard=0)],
-        )
+        """The kernel's container (``container_specs.kernel_container``): the one place a
+        subclass may change what a kernel's container is."""
+        return kernel_container(self.spec, cmd)
 
     def relay_config(self) -> dict[str, Any]:
-        """The relay's container: it forwards the kernel's messages to the host, refusing those
-        no real kernel sends (see ``relay.py``). Nothing of the sandbox is mounted in it but
-        the kernel's sockets (read-only), and the sandbox cannot reach it."""
-        argv = [RELAY_KERNEL_DIR, RELAY_OWN_DIR, str(int(self.message_limit))]
-        return self._hardened(
-            "relay",
-            user=RELAY_USER,
-            memory=int(self.relay_memory_limit),
-            nano_cpus=int(1e9),
-            pids_limit=16,
-            mounts=[
-                Mount(RELAY_KERNEL_DIR, self.sockets_volume_name, type="volume", read_only=True),
-                Mount(RELAY_OWN_DIR, str(self.relay_dir), type="bind"),
-            ],
-            log_max_size="64k",
-            command=["python3", "-I", "-c", source("relay.py"), *argv],
-            ipc_mode="private",
-            ulimits=[Ulimit(name="core", soft=0, hard=0)],
-        )
+        """The relay's container (``container_specs.relay_container``)."""
+        return relay_container(self.spec, source("relay.py"))
+
+    def holder_config(self) -> dict[str, Any]:
+        """The holder's container (``container_specs.holder_container``)."""
+        return holder_container(self.spec)
 
     def _ensure_volumes(self) -> None:
         """Create the workspace, packages and sockets volumes (size-limited tmpfs) unless they
         exist."""
         client = docker_client()
-        uid, _, gid = self.sandbox_user.partition(":")
-        owner = f"uid={uid},gid={gid},mode=0755,nosuid,nodev"
-        labels = {SANDBOX_LABEL: self.sandbox_id, **owner_labels()}
-        for name, size in (
-            (self.volume_name, str(int(self.disk_limit))),
-            (self.packages_volume_name, str(int(self.disk_limit))),
-            (self.sockets_volume_name, SOCKETS_VOLUME_SIZE),
-        ):
-            options = {"type": "tmpfs", "device": "tmpfs", "o": f"size={size},{owner}"}
+        for volume in volumes(self.spec):
             try:
-                client.volumes.get(name)
+                client.volumes.get(volume["name"])
             except docker.errors.NotFound:
                 try:
-                    client.volumes.create(name, driver="local", driver_opts=options, labels=labels)
+                    client.volumes.create(**volume)
                 except docker.errors.DockerException as exc:
-                    message = f"could not create the sandbox volume {name}: {exc}"
+                    message = f"could not create the sandbox volume {volume['name']}: {exc}"
                     raise SandboxStartError(message) from exc
-
-    def holder_config(self) -> dict[str, Any]:
-        """The holder container: it only sleeps, so that Docker keeps the tmpfs volumes mounted
-        while no kernel container runs (between a kernel's death and its restart). Holding the
-        sockets volume too spares every restart mounting it afresh (about 100 ms); a new kernel
-        binds its sockets over the old files."""
-        return self._hardened(
-            "holder",
-            user=self.sandbox_user,
-            memory=32 * limits.MIB,
-            nano_cpus=int(0.1e9),
-            pids_limit=8,
-            mounts=[
-                Mount(CONTAINER_WORKSPACE, self.volume_name, type="volume"),
-                Mount(CONTAINER_PACKAGES, self.packages_volume_name, type="volume"),
-                Mount(CONTAINER_RUNTIME_DIR, self.sockets_volume_name, type="volume"),
-            ],
-            log_max_size="64k",
-            command=["sleep", "infinity"],
-            name=self.holder_name,
-        )
 
     def _ensure_holder(self) -> bool:
         """Make sure the holder runs; True when it was not running (the volumes were empty)."""
