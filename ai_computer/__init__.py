@@ -7,7 +7,8 @@ Each sandbox is an ipykernel in a resource-limited, hardened Docker container::
         print(response.data["output"])
 """
 
-from .client import SandboxClient
+from typing import TYPE_CHECKING
+
 from .errors import (
     DockerUnavailableError,
     ImageBuildError,
@@ -17,9 +18,29 @@ from .errors import (
     SandboxStateError,
 )
 from .models import FileOperationResponse, SandboxResponse, StreamEvent
-from .pool import SandboxPool
 
 __version__ = "0.1.0"
+"""The one place the version is written (pyproject.toml reads it from here)."""
+
+if TYPE_CHECKING:
+    from .client import SandboxClient
+    from .pool import SandboxPool
+
+# The SDK's classes are loaded on first use: `ai-computer --help`, the image module and the
+# kernelspec tools need neither jupyter_client nor zmq, and nothing imports this package back
+# while it is half-initialised.
+_LAZY = {"SandboxClient": ".client", "SandboxPool": ".pool"}
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        from importlib import import_module
+
+        value = getattr(import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "DockerUnavailableError",

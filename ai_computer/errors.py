@@ -4,6 +4,7 @@ One root to catch, a short tree under it::
 
     SandboxError
     ├── SandboxStateError        the call is not allowed in the client's current state
+    │                            (also a RuntimeError: a misuse)
     ├── DockerUnavailableError   no Docker engine answers (says how to start one)
     ├── ImageNotFoundError       the sandbox image is missing (says how to build it)
     ├── ImageBuildError          building the sandbox image failed
@@ -21,8 +22,9 @@ class SandboxError(Exception):
     """Base class of every error raised by ai-computer."""
 
 
-class SandboxStateError(SandboxError):
-    """The operation is not allowed in the client's current lifecycle state."""
+class SandboxStateError(SandboxError, RuntimeError):
+    """The operation is not allowed in the client's current lifecycle state (a misuse, so
+    also a ``RuntimeError``)."""
 
 
 class DockerUnavailableError(SandboxError):
