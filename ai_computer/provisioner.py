@@ -99,8 +99,8 @@ def kernel_arguments(message_limit: int) -> list[str]:
 
 # The relay binds its sockets within this time of its container starting, or it is a failure.
 _BIND_TIMEOUT = 60.0
-# Keyword arguments jupyter_client passes to every provisioner, besides the configured traits.
-_FACTORY_KEYWORDS = {"kernel_id", "kernel_spec", "parent", "config", "log", "connection_info"}
+# What traitlets' Configurable takes besides traits, when the provisioner is built directly.
+_CONFIGURABLE_KEYWORDS = {"parent", "config", "log"}
 
 T = TypeVar("T")
 
@@ -354,7 +354,19 @@ class DockerSandboxProvisioner(KernelProvisionerBase):
     # -- state -------------------------------------------------------------------------------
 
     def __init__(self, **kwargs: Any) -> None:
-        unknown = sorted(set(kwargs) - set(self.class_trait_names()) - _FACTORY_KEYWORDS)
+        """Built by jupyter_client's provisioner factory with the kernelspec's
+        ``metadata.kernel_provisioner.config`` as keywords (or directly, with traits): any key
+        of that config that is not one of the traits below is refused. What the factory passes
+        besides (``kernel_id``, ``kernel_spec``, ``parent``...) is left to the base class, so a
+        keyword a new jupyter_client adds does not refuse every launch."""
+        spec = kwargs.get("kernel_spec")
+        metadata = getattr(spec, "metadata", None) or {}
+        configured = (metadata.get("kernel_provisioner") or {}).get("config")
+        if isinstance(configured, dict):
+            given = set(configured)
+        else:
+            given = set(kwargs) - set(self.class_trait_names()) - _CONFIGURABLE_KEYWORDS
+        unknown = sorted(given - set(self.class_trait_names(config=True)))
         if unknown:
             allowed = ", ".join(sorted(self.class_trait_names(config=True)))
             raise TraitError(
