@@ -3,11 +3,20 @@ in tests/security/."""
 
 from __future__ import annotations
 
+import asyncio
+
 from ai_computer import SandboxClient
 
 
 async def test_interrupt_and_restart_methods(sandbox: SandboxClient) -> None:
     await sandbox.execute_code("value = 1; open('f.txt', 'w').write('x')")
+    # interrupt(): a KeyboardInterrupt in the running cell; the kernel and its variables stay.
+    running = asyncio.create_task(sandbox.execute_code("import time; time.sleep(30)"))
+    await asyncio.sleep(1.0)
+    await sandbox.interrupt()
+    interrupted = await asyncio.wait_for(running, 10)
+    assert not interrupted.success and interrupted.error == "KeyboardInterrupt"
+    assert (await sandbox.execute_code("value")).data["result"] == "1"
     restarted = await sandbox.restart()
     assert restarted.success
     after = await sandbox.execute_code("('value' in globals(), open('f.txt').read())")

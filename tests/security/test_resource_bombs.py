@@ -24,7 +24,9 @@ async def test_fork_bomb_is_stopped_by_the_pids_limit(hostile: SandboxClient) ->
         import os, signal, subprocess, time
         bomb = subprocess.Popen(['bash', '-c', 'b() { b | b & }; b'], stderr=subprocess.DEVNULL)
         time.sleep(3)
-        read = lambda name: open('/sys/fs/cgroup/pids/' + name).read().split()[-1]
+        v2 = os.path.exists('/sys/fs/cgroup/cgroup.controllers')  # cgroup v2, else v1's pids
+        base = '/sys/fs/cgroup/' if v2 else '/sys/fs/cgroup/pids/'
+        read = lambda name: open(base + name).read().split()[-1]
         print('peak', read('pids.current'), 'refused', read('pids.events'))
         for _ in range(50):  # the bomb forks while it is being killed: repeat until it is gone
             try:
