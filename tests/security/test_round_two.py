@@ -19,6 +19,10 @@ from sandbox_checks import leftovers, run_client, still_works
 from ai_computer import FileOperationResponse, SandboxClient
 from ai_computer.sandboxes import default_runtime_root
 
+# The hostile code of the benchmark that measures these cases, shared with it.
+sys.path.insert(0, str(Path(__file__).parents[2] / "benchmarks"))
+from bench_hostile import HUGE_LISTING, STOP_EVERY_COMMAND
+
 # -- 1. code on the host through install_packages ----------------------------------------------
 
 BACKEND = """
@@ -139,14 +143,6 @@ async def test_a_kernelspec_without_safe_path_still_starts_the_kernel_with_it(
 
 # -- 3. data["files"] parsed on the event loop --------------------------------------------------
 
-HUGE_LISTING = dedent("""
-    import sys
-    class Huge:
-        def __repr__(self):
-            return '[' + '[],' * (4 << 20) + '[]]'
-    sys.modules['_ai_computer'].changed_files_json = lambda *a, **k: Huge()
-""")
-
 
 async def test_a_hostile_changed_files_listing_does_not_stall_the_host(
     sandbox: SandboxClient,
@@ -208,23 +204,6 @@ async def test_downloads_stop_at_max_size(hostile: SandboxClient, tmp_path: Path
 
 
 # -- 5. one sandbox freezing file operations of every sandbox -----------------------------------
-
-STOP_EVERY_COMMAND = dedent("""
-    import os, signal, threading, time
-    def stop_commands():
-        me = os.getpid()
-        while True:
-            for name in os.listdir('/proc'):
-                if name.isdigit() and int(name) not in (me, 1):
-                    try:
-                        with open(f'/proc/{name}/cmdline', 'rb') as f:
-                            if b'python3' in f.read(64):
-                                os.kill(int(name), signal.SIGSTOP)
-                    except OSError:
-                        pass
-            time.sleep(0.002)
-    threading.Thread(target=stop_commands, daemon=True).start()
-""")
 
 
 async def test_a_sandbox_that_stops_its_commands_starves_no_other(
