@@ -40,6 +40,17 @@ CONTAINER_PACKAGES = "/opt/packages"
 """Packages installed per session; on sys.path through a .pth file in the image."""
 
 
+# Before the kernel binds: the sockets volume outlives kernels (the holder keeps it mounted), so
+# whatever an earlier kernel's code left there (a directory at a socket's name, the volume shut
+# to others) is cleared, and the relay (another uid) may enter it again. Sockets must be
+# connectable by the relay: hence umask 0.
+_KERNEL_START = (
+    f"chmod -R u+rwX {CONTAINER_RUNTIME_DIR} 2>/dev/null; "
+    f"rm -rf {CONTAINER_RUNTIME_DIR}/* {CONTAINER_RUNTIME_DIR}/.[!.]* 2>/dev/null; "
+    f'chmod 0755 {CONTAINER_RUNTIME_DIR} && umask 0000 && exec "$@"'
+)
+
+
 @dataclass(frozen=True)
 class SandboxSpec:
     """What a sandbox's containers are made from: its identity, limits and host directories."""
@@ -100,8 +111,9 @@ def hardened(
 ) -> dict[str, Any]:
     """What every container of a sandbox gets (kernel, relay, holder): no network, no
     capabilities, no new privileges, a read-only root, memory without swap, CPU and process
-    limits, an init, a bounded log, and the labels that find it again."""
-    return {
+    limits, an init, a bounded log, and the labels that find it again. ``more`` adds to
+    these; it cannot replace any of them."""
+    base = {
         "image": spec.image,
         "user": user,
         "labels": {
@@ -124,8 +136,11 @@ def hardened(
             type="json-file", config={"max-size": log_max_size, "max-file": "1"}
         ),
         "detach": True,
-        **more,
     }
+    overlap = sorted(set(base) & set(more))
+    if overlap:
+        raise ValueError(f"{role} container: {', '.join(overlap)} would replace the hardening")
+    return {**base, **more}
 
 
 def kernel_environment(spec: SandboxSpec) -> dict[str, str]:
@@ -173,8 +188,7 @@ def kernel_container(spec: SandboxSpec, cmd: list[str]) -> dict[str, Any]:
             CPU_LIMIT_LABEL: f"{spec.cpu_limit:g}",
             DISK_LIMIT_LABEL: str(spec.disk_limit),
         },
-        # Sockets must be connectable by the relay, another uid: hence umask 0.
-        command=["sh", "-c", 'umask 0000 && exec "$@"', "sh", *cmd],
+        command=["sh", "-c", _KERNEL_START, "sh", *cmd],
         working_dir=CONTAINER_WORKSPACE,
         environment=kernel_environment(spec),
         tmpfs={"/tmp": tmpfs_options, CONTAINER_HOME: home_options},

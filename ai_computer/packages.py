@@ -23,8 +23,8 @@ from pathlib import Path
 
 from packaging.requirements import InvalidRequirement, Requirement
 
+from .container_specs import CONTAINER_PACKAGES
 from .image import image_file, sandbox_wheel_options
-from .provisioner import CONTAINER_PACKAGES
 
 _CHUNK = 1 << 20
 _NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?")

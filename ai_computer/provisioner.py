@@ -54,11 +54,9 @@ from jupyter_client.session import new_id_bytes
 from traitlets import Dict, Float, Int, TraitError, Unicode, Union, default, validate
 
 from . import limits, prestart
-from .container_specs import (  # noqa: F401  # CONTAINER_PACKAGES etc. are used from here
+from .container_specs import (
     CONTAINER_CONNECTION_DIR,
-    CONTAINER_PACKAGES,
     CONTAINER_RUNTIME_DIR,
-    CONTAINER_WORKSPACE,
     SandboxSpec,
     holder_container,
     kernel_container,

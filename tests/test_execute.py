@@ -93,10 +93,11 @@ async def test_stream_reports_errors_then_completes(shared_sandbox: SandboxClien
 
 async def test_executions_are_serialised(shared_sandbox: SandboxClient) -> None:
     # Each execution says when it ran (the kernel's clock): serial runs never overlap.
-    code = "import time; start = time.time(); time.sleep(0.2); print(start, time.time())"
-    responses = await asyncio.gather(*(shared_sandbox.execute_code(code) for _ in range(3)))
-    spans = sorted(tuple(map(float, r.data["output"].split())) for r in responses)
-    assert len(spans) == 3
+    code = "import time; start = time.time(); time.sleep(0.2); print({}, start, time.time())"
+    runs = [shared_sandbox.execute_code(code.format(index)) for index in range(3)]
+    outputs = [response.data["output"].split() for response in await asyncio.gather(*runs)]
+    assert [int(output[0]) for output in outputs] == [0, 1, 2]  # each call got its own output
+    spans = sorted((float(output[1]), float(output[2])) for output in outputs)
     assert all(end <= start for (_, end), (start, _) in itertools.pairwise(spans))
 
 

@@ -45,6 +45,11 @@ async def test_the_kernels_socket_directory_leads_nowhere_outside_the_sandbox(
             'sockets-bind': attempt(
                 lambda: zmq.Context().socket(zmq.ROUTER).bind(f'ipc://{run}/kernel-3')
             ),
+            # What would keep a new kernel from binding: a directory at a socket's name, the
+            # volume shut (it outlives kernels: the holder keeps it mounted).
+            'sockets-unlink-1': attempt(lambda: os.unlink(run + '/kernel-1')),
+            'sockets-squat': attempt(lambda: os.makedirs(run + '/kernel-1/deep')),
+            'sockets-shut': attempt(lambda: os.chmod(run, 0o500)),
         }
         outcomes
     """)
@@ -54,6 +59,7 @@ async def test_the_kernels_socket_directory_leads_nowhere_outside_the_sandbox(
     connection = {k: v for k, v in outcomes.items() if k.startswith("connection")}
     assert set(connection.values()) <= {"EROFS", "EACCES"}, outcomes
     assert outcomes["sockets-fill"] == "ENOSPC"  # 1 MiB, in the sandbox's own memory
+    assert outcomes["sockets-squat"] == outcomes["sockets-shut"] == "done", outcomes
     await still_works(hostile)  # the relay's connections to the kernel are made already
     restarted = await hostile.restart()  # a new kernel binds its sockets anew over them
     assert restarted.success, restarted.error
