@@ -22,7 +22,7 @@ from typing import Any
 @cache
 def source(name: str) -> str:
     """The text of ``name`` (e.g. ``"relay.py"``), read once per process."""
-    return resources.files(__name__).joinpath(name).read_text()
+    return resources.files(__name__).joinpath(name).read_text(encoding="utf-8")
 
 
 def kernel_line(name: str, **given: Any) -> str:
