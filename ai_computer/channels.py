@@ -57,19 +57,12 @@ _NOT_MARKS = bytes(byte for byte in range(256) if byte not in b',:[{"')
 _STRING = re.compile(rb'"[^"]*"')  # a JSON string, once escaped quotes are removed
 
 
-def _charge(text: bytes, marks: bytes, strings: int) -> int:
-    """The bound for ``text`` given the marks outside its strings (quotes removed or not)."""
+def _charge(text_size: int, marks: bytes, strings: int) -> int:
+    """The bound for text of ``text_size`` (its length, weighted by its width) given the marks
+    outside its strings (quotes removed or not)."""
     containers = marks.count(b"[") + marks.count(b"{")
     separators = marks.count(b",") + marks.count(b":")
-    # A str holding one character past U+FFFF takes 4 bytes for each of its characters, so text
-    # that is not plain ASCII (or escapes characters as \uXXXX) may take 4 x its length.
-    width = 1 if text.isascii() and b"\\u" not in text else 4
-    return (
-        width * len(text)
-        + CONTAINER_COST * containers
-        + VALUE_COST * separators
-        + STRING_COST * strings
-    )
+    return text_size + CONTAINER_COST * containers + VALUE_COST * separators + STRING_COST * strings
 
 
 def decoded_size(text: bytes, limit: int) -> int:
@@ -82,18 +75,22 @@ def decoded_size(text: bytes, limit: int) -> int:
     scanned string by string, and text holding too many strings to scan cheaply is past the
     limit anyway (each string is a value). At most a few passes over the text, in C.
     """
+    # A str holding one character past U+FFFF takes 4 bytes for each of its characters, so text
+    # that is not plain ASCII (or escapes characters as \uXXXX) may take 4 x its length.
+    text_size = len(text) * (1 if text.isascii() and b"\\u" not in text else 4)
     marks = text.translate(None, _NOT_MARKS)
     quotes = marks.count(b'"')
-    size = _charge(text, marks, quotes // 2 + 1)
+    size = _charge(text_size, marks, quotes // 2 + 1)
     if size <= limit or quotes == 0:
         return size
     if b"\\" in text:  # escapes pair up only in the text itself, not among the marks
         marks = text.replace(b"\\\\", b"").replace(b'\\"', b"").translate(None, _NOT_MARKS)
     # Now every quote delimits a string.
     strings = marks.count(b'"') // 2
-    if _charge(text, b"", strings) > limit:
-        return _charge(text, b"", strings)
-    return _charge(text, _STRING.sub(b"", marks), strings)
+    floor = _charge(text_size, b"", strings)
+    if floor > limit:
+        return floor
+    return _charge(text_size, _STRING.sub(b"", marks), strings)
 
 
 class KernelProtocolError(Exception):

@@ -2,7 +2,7 @@
 resource-limited, hardened Docker container.
 
 The kernel talks ZMQ over ``ipc://`` sockets, so the container needs no network at all. Its
-sockets live on a small tmpfs volume of its own (``sockets_volume_name``), shared read-only with
+sockets live on a small tmpfs volume of its own (see ``container_specs``), shared read-only with
 the relay: nothing the sandbox can write is on the host's disk. The connection file comes from a
 host directory mounted read-only, and the kernel starts with ``python -P`` so that nothing planted
 in /workspace (an ``ipykernel_launcher.py``, say) runs in its place.
@@ -410,27 +410,6 @@ class DockerSandboxProvisioner(KernelProvisionerBase):
         return self.sandbox_dir / "relay"
 
     @property
-    def volume_name(self) -> str:
-        """Name of the Docker volume holding this sandbox's /workspace."""
-        return self.spec.volume_name
-
-    @property
-    def packages_volume_name(self) -> str:
-        """Name of the Docker volume holding the packages installed in this sandbox."""
-        return self.spec.packages_volume_name
-
-    @property
-    def sockets_volume_name(self) -> str:
-        """Name of the Docker volume (a small tmpfs) where the kernel binds its sockets, seen
-        read-only by the relay."""
-        return self.spec.sockets_volume_name
-
-    @property
-    def holder_name(self) -> str:
-        """Name of the container that keeps this sandbox's tmpfs volumes mounted."""
-        return self.spec.holder_name
-
-    @property
     def container_id(self) -> str | None:
         """Id of the current kernel container, if one was launched and not yet cleaned up."""
         return self._container_id
@@ -645,7 +624,7 @@ class DockerSandboxProvisioner(KernelProvisionerBase):
         """Make sure the holder runs; True when it was not running (the volumes were empty)."""
         client = docker_client()
         try:
-            holder = client.containers.get(self.holder_name)
+            holder = client.containers.get(self.spec.holder_name)
         except docker.errors.NotFound:
             holder = None
         except docker.errors.DockerException as exc:
