@@ -59,7 +59,7 @@ ensure_venv() {
     fi
     local stamp=.venv/.ai-computer-installed want
     # What an install copies into .venv (besides the editable code): redo it when these change.
-    want=$(cat pyproject.toml ai_computer/kernelspec/ai-computer-sandbox/kernel.json \
+    want=$(cat pyproject.toml ai_computer/data/kernelspec/ai-computer-sandbox/kernel.json \
         jupyter_ext/jupyter-config/jupyter_server_config.d/ai_computer.json \
         jupyter_ext/prebuilt/package.json | sha256sum | cut -d' ' -f1)
     if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then

@@ -9,6 +9,7 @@ Each sandbox is an ipykernel in a resource-limited, hardened Docker container::
 
 from typing import TYPE_CHECKING
 
+from ._version import __version__
 from .errors import (
     DockerUnavailableError,
     ImageBuildError,
@@ -19,17 +20,14 @@ from .errors import (
 )
 from .models import FileOperationResponse, SandboxResponse, StreamEvent
 
-__version__ = "0.1.0"
-"""The one place the version is written (pyproject.toml reads it from here)."""
-
 if TYPE_CHECKING:
-    from .client import SandboxClient
-    from .pool import SandboxPool
+    from .sdk.client import SandboxClient
+    from .sdk.pool import SandboxPool
 
 # The SDK's classes are loaded on first use: `ai-computer --help`, the image module and the
 # kernelspec tools need neither jupyter_client nor zmq, and nothing imports this package back
 # while it is half-initialised.
-_LAZY = {"SandboxClient": ".client", "SandboxPool": ".pool"}
+_LAZY = {"SandboxClient": ".sdk.client", "SandboxPool": ".sdk.pool"}
 
 
 def __getattr__(name: str) -> object:

@@ -28,7 +28,9 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from ai_computer import image, limits
+from ai_computer import limits
+from ai_computer.backends.docker import image
+from ai_computer.backends.image import default_image_tag
 from ai_computer.errors import SandboxError
 
 _PROGRAM = "ai-computer"
@@ -73,7 +75,7 @@ def _image_build(arguments: argparse.Namespace) -> int:
 
 
 def _image_tag(arguments: argparse.Namespace) -> int:
-    print(image.default_image_tag())
+    print(default_image_tag())
     return 0
 
 
@@ -156,7 +158,9 @@ def _add_kernelspec_commands(commands: _Commands) -> None:
 
 
 def _kernelspec_install(arguments: argparse.Namespace) -> int:
-    from ai_computer import kernelspec  # jupyter_client: imported only by commands that use it
+    from ai_computer.kernel import (
+        kernelspec,  # jupyter_client: imported only by commands that use it
+    )
 
     try:
         installed = kernelspec.install(
@@ -183,7 +187,7 @@ def _kernelspec_install(arguments: argparse.Namespace) -> int:
 
 
 def _kernelspec_list(arguments: argparse.Namespace) -> int:
-    from ai_computer import kernelspec
+    from ai_computer.kernel import kernelspec
 
     for name, spec in kernelspec.installed_sandbox_kernelspecs().items():
         config = spec.metadata["kernel_provisioner"].get("config", {})
@@ -217,7 +221,7 @@ def _add_notebook_commands(commands: _Commands) -> None:
 
 
 def _run_notebook(arguments: argparse.Namespace) -> int:
-    from ai_computer import notebook  # nbclient: imported only by the command that uses it
+    from ai_computer.jupyter import notebook  # nbclient: imported only by the command that uses it
 
     path = arguments.notebook
     try:
@@ -280,11 +284,11 @@ def _format_age(seconds: float | None) -> str:
 
 
 def _sandbox_ps(arguments: argparse.Namespace) -> int:
-    from ai_computer import sandboxes
-    from ai_computer.sandboxes import CPU_LIMIT_LABEL, DISK_LIMIT_LABEL, MEMORY_LIMIT_LABEL
+    from ai_computer.backends import backend
+    from ai_computer.backends.labels import CPU_LIMIT_LABEL, DISK_LIMIT_LABEL, MEMORY_LIMIT_LABEL
 
     rows = [("SANDBOX", "STATUS", "MEMORY", "CPUS", "DISK", "AGE", "OWNER")]
-    for info in sandboxes.list_sandboxes():
+    for info in backend().list_sandboxes():
         labels = info.labels
         sizes = [labels.get(label, "") for label in (MEMORY_LIMIT_LABEL, DISK_LIMIT_LABEL)]
         memory, disk = (limits.format_size(int(v)) if v.isdigit() else "?" for v in sizes)
@@ -304,10 +308,10 @@ def _sandbox_ps(arguments: argparse.Namespace) -> int:
 def _sandbox_gc(arguments: argparse.Namespace) -> int:
     import logging
 
-    from ai_computer import sandboxes
+    from ai_computer.backends import backend
 
     logging.basicConfig(format="ai-computer gc: %(message)s")  # what could not be removed
-    removed = sandboxes.collect_garbage(dry_run=arguments.dry_run)
+    removed = backend().collect_garbage(dry_run=arguments.dry_run)
     verb = "would remove" if arguments.dry_run else "removed"
     for sandbox_id in removed:
         print(f"{verb} {sandbox_id}")

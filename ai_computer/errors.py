@@ -10,6 +10,11 @@ One root to catch, a short tree under it::
     ├── ImageBuildError          building the sandbox image failed
     └── SandboxStartError        the container or its kernel did not come up
 
+Errors carry what they are about as fields, besides the message: ``SandboxStartError`` has the
+``reason`` and the kernel's ``container_log``, ``ImageNotFoundError`` the ``image``. Engine and
+protocol errors are translated into these at one seam each (``backends/docker/engine.py``,
+``sdk/messages.py``), with the original as ``__cause__``.
+
 Invalid limits raise ``ValueError`` (a bad argument, not a sandbox failure).
 Failures of executed code are not exceptions: they come back as
 ``SandboxResponse(success=False, error=...)``.
@@ -34,6 +39,11 @@ class DockerUnavailableError(SandboxError):
 class ImageNotFoundError(SandboxError):
     """The sandbox image does not exist in the local Docker engine."""
 
+    def __init__(self, message: str, *, image: str | None = None) -> None:
+        super().__init__(message)
+        self.image = image
+        """The image that was asked for."""
+
 
 class ImageBuildError(SandboxError):
     """Building the sandbox image failed."""
@@ -41,3 +51,10 @@ class ImageBuildError(SandboxError):
 
 class SandboxStartError(SandboxError):
     """The sandbox container or its kernel failed to start."""
+
+    def __init__(self, message: str, *, reason: str | None = None, container_log: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason or message
+        """Why, in one line (``killed: memory limit 512M exceeded``, ...)."""
+        self.container_log = container_log
+        """The last lines the kernel's container wrote (empty when there were none)."""

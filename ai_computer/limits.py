@@ -29,6 +29,11 @@ MIN_DISK_LIMIT = 16 * MIB
 MAX_DISK_LIMIT = 2 * GIB
 MAX_PRESTART = 8
 
+DEFAULT_PIDS_LIMIT = 256
+"""Most processes and threads a sandbox may have (stops fork bombs)."""
+DEFAULT_STARTUP_TIMEOUT = 60.0
+"""Seconds a sandbox has to start and answer (its relay binds, its kernel replies)."""
+
 _UNITS = {"": 1, "b": 1, "k": KIB, "m": MIB, "g": GIB}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]?)(?:i?b)?\s*$", re.IGNORECASE)
 

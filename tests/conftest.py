@@ -11,8 +11,8 @@ import pytest
 import pytest_asyncio
 
 from ai_computer import SandboxClient
-from ai_computer.image import default_image_tag
-from ai_computer.sandboxes import OWNER_PID_LABEL, SANDBOX_LABEL
+from ai_computer.backends.image import default_image_tag
+from ai_computer.backends.labels import OWNER_PID_LABEL, SANDBOX_LABEL
 
 
 def labelled_containers(client: docker.DockerClient) -> list[str]:

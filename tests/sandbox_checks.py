@@ -11,7 +11,7 @@ from typing import Any
 import docker
 
 from ai_computer import SandboxClient
-from ai_computer.sandboxes import SANDBOX_LABEL, default_runtime_root
+from ai_computer.backends.labels import SANDBOX_LABEL, default_runtime_root
 
 
 async def still_works(client: SandboxClient) -> None:

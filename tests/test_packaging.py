@@ -29,12 +29,16 @@ def test_wheel_layout(tmp_path: Path) -> None:
         )
         labextension = json.loads(archive.read(LABEXTENSION + "package.json"))
     assert {
-        "ai_computer/kernelspec/ai-computer-sandbox/kernel.json",
-        "ai_computer/kernelspec/ai-computer-sandbox/logo-svg.svg",
-        "ai_computer/kernelspec/ai-computer-sandbox/logo-64x64.png",
-        "ai_computer/server_extension.py",
+        "ai_computer/data/kernelspec/ai-computer-sandbox/kernel.json",
+        "ai_computer/data/kernelspec/ai-computer-sandbox/logo-svg.svg",
+        "ai_computer/data/kernelspec/ai-computer-sandbox/logo-64x64.png",
+        "ai_computer/data/image/Dockerfile",
+        "ai_computer/data/image/requirements.txt",
+        "ai_computer/jupyter/server_extension.py",
+        "ai_computer/server_extension.py",  # for configuration written by older versions
     } <= names
-    assert config == {"ServerApp": {"jpserver_extensions": {"ai_computer.server_extension": True}}}
+    extension = "ai_computer.jupyter.server_extension"
+    assert config == {"ServerApp": {"jpserver_extensions": {extension: True}}}
     assert LABEXTENSION + labextension["jupyterlab"]["_build"]["load"] in names
     assert not [name for name in names if "node_modules" in name or name.endswith(".ts")]
 

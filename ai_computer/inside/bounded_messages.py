@@ -9,7 +9,7 @@ that undoes it breaks only its own sandbox.
 
 from jupyter_client.session import Session
 
-LIMIT = int(globals()["LIMIT"])  # given by the host (provisioner.kernel_arguments)
+LIMIT = int(globals()["LIMIT"])  # given by the host (kernel/startup.py: kernel_arguments)
 
 serialize = Session.serialize
 

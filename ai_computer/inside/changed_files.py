@@ -13,7 +13,7 @@ import types
 
 from IPython import get_ipython
 
-LIMIT = int(globals()["LIMIT"])  # given by the host (kernel_startup.CHANGED_FILES_LIMIT)
+LIMIT = int(globals()["LIMIT"])  # given by the host (kernel/startup.py: CHANGED_FILES_LIMIT)
 
 module = types.ModuleType("_ai_computer")
 marker = "/tmp/.ai-computer-cell-start"

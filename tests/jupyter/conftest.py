@@ -25,7 +25,8 @@ import docker
 import pytest
 from server_process import KERNEL_MANAGER, JupyterServer, free_port
 
-from ai_computer.sandboxes import SANDBOX_LABEL, remove_sandbox
+from ai_computer.backends.docker.sandboxes import remove_sandbox
+from ai_computer.backends.labels import SANDBOX_LABEL
 
 
 def _accepts(port: int, seconds: float) -> bool:

@@ -9,7 +9,7 @@ import time
 import docker
 from server_process import JupyterServer, KernelSocket
 
-from ai_computer.sandboxes import SANDBOX_LABEL
+from ai_computer.backends.labels import SANDBOX_LABEL
 
 
 def _containers(

@@ -16,8 +16,8 @@ from jupyter_client.kernelspec import KernelSpecManager
 from traitlets import TraitError
 
 from ai_computer import SandboxClient, SandboxStartError
-from ai_computer.provisioner import DockerSandboxProvisioner
-from ai_computer.sandboxes import SANDBOX_LABEL
+from ai_computer.backends.labels import SANDBOX_LABEL
+from ai_computer.kernel.provisioner import DockerSandboxProvisioner
 
 DANGEROUS = {
     "privileged": True,

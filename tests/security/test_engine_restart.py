@@ -18,7 +18,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from ai_computer.sandboxes import SANDBOX_LABEL
+from ai_computer.backends.labels import SANDBOX_LABEL
 
 DOCKERD = "dockerd --bridge=none --iptables=false --ip-masq=false"
 

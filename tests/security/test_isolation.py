@@ -14,7 +14,7 @@ import pytest
 from sandbox_checks import still_works
 
 from ai_computer import SandboxClient
-from ai_computer.sandboxes import default_runtime_root
+from ai_computer.backends.labels import default_runtime_root
 
 # What the image, the provisioner, sh and ipykernel set; anything else would come from the host.
 EXPECTED_ENVIRONMENT = {

@@ -16,14 +16,13 @@ import docker
 from sandbox_checks import leftovers
 
 from ai_computer import SandboxClient
-from ai_computer.sandboxes import (
+from ai_computer.backends.docker.sandboxes import collect_garbage, remove_sandbox
+from ai_computer.backends.labels import (
     OWNER_LABEL,
     OWNER_PID_LABEL,
     SANDBOX_LABEL,
-    collect_garbage,
     current_owner,
     default_runtime_root,
-    remove_sandbox,
 )
 
 OWNER_OF_TWO = """

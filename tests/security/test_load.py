@@ -10,7 +10,7 @@ import time
 import docker
 
 from ai_computer import SandboxClient
-from ai_computer.sandboxes import SANDBOX_LABEL
+from ai_computer.backends.labels import SANDBOX_LABEL
 
 SANDBOXES = 8
 EXECUTIONS = 20

@@ -16,14 +16,15 @@ from textwrap import dedent
 import docker
 import pytest
 
-from ai_computer.sandboxes import SANDBOX_LABEL
+from ai_computer.backends.labels import SANDBOX_LABEL
 
 USER = "ai-computer-test"
 
 AS_A_USER = dedent("""
     import asyncio, json, os
     from ai_computer import SandboxClient
-    from ai_computer.sandboxes import collect_garbage, default_runtime_root
+    from ai_computer.backends.labels import default_runtime_root
+    from ai_computer.backends.docker.sandboxes import collect_garbage
 
     LAUNCHER = '''
     import os

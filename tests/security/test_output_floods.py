@@ -91,7 +91,7 @@ async def test_container_log_stays_small(
     """)
     response = await hostile.execute_code(code, timeout=60)
     assert response.success, response.error
-    container = docker_engine.containers.get(hostile._provisioner.container_id)
+    container = docker_engine.containers.get(hostile._session.provisioner.container_id)
     folder = os.path.dirname(container.attrs["LogPath"])
     # json-file rotates by renaming: count every log file of the container, whatever its name.
     log_size = sum(

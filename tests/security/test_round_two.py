@@ -17,7 +17,7 @@ import pytest
 from sandbox_checks import leftovers, run_client, still_works
 
 from ai_computer import FileOperationResponse, SandboxClient
-from ai_computer.sandboxes import default_runtime_root
+from ai_computer.backends.labels import default_runtime_root
 
 # The hostile code of the benchmark that measures these cases, shared with it.
 sys.path.insert(0, str(Path(__file__).parents[2] / "benchmarks"))
@@ -128,7 +128,8 @@ async def test_sandbox_code_cannot_write_to_the_host_runtime_directory(
 async def test_a_kernelspec_without_safe_path_still_starts_the_kernel_with_it(
     docker_engine: docker.DockerClient,
 ) -> None:
-    from ai_computer.kernelspec import SandboxKernelManager, sandbox_kernel_spec
+    from ai_computer.kernel.kernelspec import sandbox_kernel_spec
+    from ai_computer.kernel.manager import SandboxKernelManager
 
     spec = sandbox_kernel_spec()
     spec.argv = ["python", "-m", "ipykernel_launcher", "-f", "{connection_file}"]

@@ -1,0 +1,272 @@
+"""The local Docker engine as a :class:`~ai_computer.backends.base.Backend`.
+
+A sandbox here is three containers and three volumes (``specs.py``): the kernel's container, a
+relay container between the kernel's sockets and the host's, and a holder that keeps the
+size-limited tmpfs volumes (``/workspace``, the packages, the kernel's sockets) mounted between
+kernel containers. The kernel talks ZMQ over ``ipc://`` sockets, so no container has a network.
+
+On the host, each sandbox has a private directory (0700, ours) under ``runtime_root``:
+``kernel/`` holds the kernel's connection file (mounted read-only in its container) and
+``relay/`` the relay's sockets, the only ones the host connects to, which the sandbox cannot
+see. Nothing the sandbox can write is on the host's disk.
+
+Every object made here carries the label ``ai-computer.sandbox=<id>`` and its owner's labels
+(``labels.py``), so that it can always be found again (``ai-computer gc``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+
+from ...errors import ImageNotFoundError, SandboxStartError
+from ...inside import source
+from ...inside.relay import PORTS as RELAY_PORTS
+from ...inside.relay import REFUSED
+from ..base import (
+    Backend,
+    ContainerExit,
+    ContainerUsage,
+    ExecResult,
+    Launched,
+    SandboxInfo,
+    SandboxSpec,
+)
+from . import sandboxes, specs
+from .engine import docker_client, remove_quietly
+from .exec import run_in_container
+from .image import engine_architecture
+from .usage import read_container_usage
+
+# Ports of an ipc:// transport are file-name suffixes: fixed ones are fine in a private directory.
+_IPC_PORTS = {f"{name}_port": port for name, port in RELAY_PORTS.items()}
+
+
+def private_directory(path: Path, *, check_mode: bool = True) -> None:
+    """Create ``path`` as a 0700 directory owned by us, refusing one that someone else planted.
+
+    An existing directory open to others is refused rather than changed: a mistaken
+    ``runtime_root`` (``/usr``, say) must never have its permissions altered.
+    """
+    try:
+        path.mkdir(mode=0o700, parents=True)
+    except FileExistsError:
+        pass
+    info = path.lstat()
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+        raise SandboxStartError(
+            f"runtime directory {path} is not a directory owned by uid {os.getuid()}; "
+            "remove it or set DockerSandboxProvisioner.runtime_root"
+        )
+    if check_mode and info.st_mode & 0o022:
+        raise SandboxStartError(
+            f"runtime directory {path} is writable by other users (mode "
+            f"{stat.S_IMODE(info.st_mode):o}); remove it or set "
+            "DockerSandboxProvisioner.runtime_root"
+        )
+
+
+def _emptied(directory: Path, mode: int) -> None:
+    """Make ``directory`` (ours) empty, with ``mode``: stale sockets of an earlier relay would
+    look like the new one's (see ``reachable``)."""
+    private_directory(directory, check_mode=False)
+    for entry in list(directory.iterdir()):
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+    directory.chmod(mode)
+
+
+def _start_container(config: dict[str, Any], role: str) -> str:
+    """Create and start a container (removed again if it cannot start); return its id."""
+    client = docker_client()
+    try:
+        container = client.containers.create(**config)
+    except docker.errors.ImageNotFound as exc:
+        message = (
+            f"sandbox image {config['image']!r} is not in the Docker engine; build it with "
+            "`ai-computer image build` (or `python -m ai_computer image build`)"
+        )
+        raise ImageNotFoundError(message, image=config["image"]) from exc
+    except docker.errors.DockerException as exc:
+        raise SandboxStartError(f"could not create the {role} container: {exc}") from exc
+    try:
+        container.start()
+    except docker.errors.DockerException as exc:
+        container.remove(force=True)
+        raise SandboxStartError(f"could not start the {role} container: {exc}") from exc
+    return str(container.id)
+
+
+def _is_socket(path: Path) -> bool:
+    try:
+        return stat.S_ISSOCK(path.lstat().st_mode)
+    except OSError:
+        return False
+
+
+class DockerBackend(Backend):
+    """Sandboxes in the Docker engine the environment names (``DOCKER_HOST`` etc.).
+
+    ``kernel_config`` builds the kernel's container: a subclass that really needs another
+    container (a weaker one, say) overrides it; nothing in a kernelspec can.
+    """
+
+    name = "docker"
+    kernel_connection_file = f"{specs.CONTAINER_CONNECTION_DIR}/connection.json"
+
+    kernel_config: Callable[[SandboxSpec, list[str]], dict[str, Any]] = staticmethod(
+        specs.kernel_container
+    )
+
+    # -- one sandbox -------------------------------------------------------------------------
+
+    def prepare(self, spec: SandboxSpec, key: bytes | str, kernel_name: str) -> dict[str, Any]:
+        """Make the sandbox's private directories (emptied) and write the kernel's connection
+        file; the host connects to the relay's sockets."""
+        root = Path(spec.runtime_root)
+        private_directory(root)
+        private_directory(Path(specs.sandbox_dir(spec)))
+        # Inside our private directories. The kernel's is read-only in its container (0755:
+        # the kernel, another uid, reads the connection file); the relay (another uid again)
+        # binds its sockets in its own, which only its container mounts.
+        _emptied(Path(specs.runtime_dir(spec)), 0o755)
+        _emptied(Path(specs.relay_dir(spec)), 0o777)
+        info: dict[str, Any] = {
+            "transport": "ipc",
+            "ip": f"{specs.relay_dir(spec)}/kernel",
+            "key": key,
+            "signature_scheme": "hmac-sha256",
+            "kernel_name": kernel_name,
+            **_IPC_PORTS,
+        }
+        inside = {
+            **info,
+            "ip": f"{specs.CONTAINER_RUNTIME_DIR}/kernel",
+            "key": key.decode() if isinstance(key, bytes) else key,
+        }
+        path = Path(specs.runtime_dir(spec)) / "connection.json"
+        path.write_text(json.dumps(inside))
+        path.chmod(0o644)
+        return info
+
+    def connection_file(self, spec: SandboxSpec) -> str:
+        return f"{specs.sandbox_dir(spec)}/connection.json"
+
+    def start(self, spec: SandboxSpec, argv: list[str]) -> Launched:
+        """Create the volumes unless they exist, then start the kernel's container, the relay
+        and (unless it runs) the holder side by side: little time is added to a start. What one
+        start made is removed again if another failed."""
+        self._ensure_volumes(spec)
+        with ThreadPoolExecutor(3, thread_name_prefix="ai-computer-start") as pool:
+            kernel = pool.submit(_start_container, self.kernel_config(spec, argv), "sandbox")
+            holder = pool.submit(self._ensure_holder, spec)
+            relay = pool.submit(
+                _start_container, specs.relay_container(spec, source("relay.py")), "relay"
+            )
+        failure = next((f.exception() for f in (kernel, holder, relay) if f.exception()), None)
+        if failure is not None:
+            for made in (kernel, relay):
+                if made.exception() is None:
+                    self.remove_instance(made.result())
+            raise failure
+        return Launched(
+            kernel=kernel.result(), relay=relay.result(), workspace_reset=holder.result()
+        )
+
+    def reachable(self, spec: SandboxSpec) -> bool:
+        relay = Path(specs.relay_dir(spec))
+        return all(_is_socket(relay / f"kernel-{port}") for port in _IPC_PORTS.values())
+
+    def _ensure_volumes(self, spec: SandboxSpec) -> None:
+        client = docker_client()
+        for volume in specs.volumes(spec):
+            try:
+                client.volumes.get(volume["name"])
+            except docker.errors.NotFound:
+                try:
+                    client.volumes.create(**volume)
+                except docker.errors.DockerException as exc:
+                    message = f"could not create the sandbox volume {volume['name']}: {exc}"
+                    raise SandboxStartError(message) from exc
+
+    def _ensure_holder(self, spec: SandboxSpec) -> bool:
+        """Make sure the holder runs; True when it was not running (the volumes were empty)."""
+        client = docker_client()
+        try:
+            holder = client.containers.get(specs.holder_name(spec))
+        except docker.errors.NotFound:
+            holder = None
+        except docker.errors.DockerException as exc:
+            raise SandboxStartError(f"could not inspect the sandbox holder: {exc}") from exc
+        try:
+            if holder is None:
+                _start_container(specs.holder_container(spec), "holder")
+                return False  # a new sandbox: its volumes are new anyway
+            if holder.status != "running":
+                holder.start()
+                return True
+        except docker.errors.DockerException as exc:
+            raise SandboxStartError(f"could not start the sandbox holder: {exc}") from exc
+        return False
+
+    def wait(self, instance: str) -> ContainerExit:
+        try:
+            api = docker_client().api
+            api.wait(instance, timeout=None)
+            state = api.inspect_container(instance)["State"]
+            code, oom_killed = state.get("ExitCode"), bool(state.get("OOMKilled"))
+            reason = None
+            if code == REFUSED and not oom_killed:  # a relay's last words (relay.py)
+                last = api.logs(instance, stdout=False, stderr=True, tail=1)
+                reason = last.decode("utf-8", "replace").strip()[:200] or None
+            return ContainerExit(instance, code, oom_killed, reason=reason)
+        except Exception as exc:  # the engine went away, or the container was removed under us
+            return ContainerExit(instance, None, False, error=f"lost track of the container: {exc}")
+
+    def signal(self, instance: str, signum: int) -> None:
+        try:
+            docker_client().api.kill(instance, signal=int(signum))
+        except docker.errors.APIError as exc:
+            # 404/409: the container is gone or no longer running, which is what was wanted.
+            if exc.status_code not in (404, 409):
+                raise
+
+    def remove_instance(self, instance: str) -> None:
+        remove_quietly(partial(docker_client().api.remove_container, instance, force=True))
+
+    def remove(self, sandbox_id: str, runtime_root: str | None = None) -> list[str]:
+        return sandboxes.remove_sandbox(sandbox_id, runtime_root)
+
+    def run(self, instance: str, argv: list[str], **options: Any) -> ExecResult:
+        return run_in_container(instance, argv, **options)
+
+    def logs(self, instance: str | None, tail: int = 40) -> str:
+        return sandboxes.container_logs(instance, tail)
+
+    def architecture(self) -> str:
+        return engine_architecture(docker_client())
+
+    def usage(self, instance: str) -> ContainerUsage | None:
+        return read_container_usage(instance)
+
+    # -- every sandbox -----------------------------------------------------------------------
+
+    def list_sandboxes(self) -> list[SandboxInfo]:
+        return sandboxes.list_sandboxes()
+
+    def collect_garbage(
+        self, runtime_root: str | None = None, *, dry_run: bool = False
+    ) -> list[str]:
+        return sandboxes.collect_garbage(runtime_root, dry_run=dry_run)

@@ -1,0 +1,213 @@
+"""Sandboxes started ahead of need: one pool, used by the SDK's ``SandboxPool`` and by
+kernelspecs' ``prestart``.
+
+A sandbox takes about half a second to start (storage, three containers and a kernel). A
+:class:`Spares` keeps ``size`` of them started and idle: ``take()`` hands one out at once (or
+waits for the next to finish starting) and starts a replacement in the background. A spare is a
+whole sandbox no code has run in; it goes to one caller only, for good, and one whose kernel died
+while idle is removed, never handed out.
+
+For Jupyter, ``DockerSandboxProvisioner.prestart = N`` keeps N spares of each kernelspec
+configuration in the process (:func:`take` / :func:`replenish` below): the first launch starts
+them, each later launch takes one, and spares left when the process exits are removed then (or
+by ``ai-computer gc`` if the process was killed: they carry its owner labels).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import json
+import logging
+import uuid
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+if TYPE_CHECKING:
+    from .provisioner import DockerSandboxProvisioner
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class Spares(Generic[T]):
+    """Up to ``size`` sandboxes started ahead of need, in one event loop.
+
+    ``make`` builds a sandbox without starting it (cheap, synchronous: so that one still starting
+    is known, and can be removed at exit); ``launch`` starts it and must remove what it made when
+    it fails; ``usable`` tells whether an idle one may still be handed out; ``discard`` removes
+    one. A failed start is kept for the next caller that waits (``take(wait=True)`` raises it);
+    the one after tries again.
+    """
+
+    def __init__(
+        self,
+        size: int,
+        make: Callable[[], T],
+        launch: Callable[[T], Awaitable[object]],
+        usable: Callable[[T], Awaitable[bool]],
+        discard: Callable[[T], Awaitable[object]],
+    ) -> None:
+        self.size = size
+        self._make, self._launch, self._usable, self._discard = make, launch, usable, discard
+        self._ready: deque[T] = deque()
+        self._starting: dict[asyncio.Task[T], T] = {}
+        self._failure: BaseException | None = None
+        self.closed = False
+
+    @property
+    def idle(self) -> int:
+        """How many spares are started and waiting."""
+        return len(self._ready)
+
+    def fill(self) -> None:
+        """Start spares in the background until ``size`` are ready or starting."""
+        while not self.closed and len(self._ready) + len(self._starting) < self.size:
+            spare = self._make()
+            task = asyncio.create_task(self._start(spare))
+            self._starting[task] = spare
+            task.add_done_callback(self._started)
+
+    async def wait_full(self) -> None:
+        """Fill, and wait until every spare has started; raise the first start failure."""
+        self.fill()
+        while self._starting:
+            await asyncio.wait(set(self._starting))
+            self._raise_failure()
+
+    async def take(self, *, wait: bool) -> T | None:
+        """A started, usable spare (a replacement starts). Without ``wait``, None when none is
+        ready; with it, wait for one (raising a start failure instead, if one happened). None
+        once closed."""
+        while not self.closed:
+            if wait:  # prestart refills after its kernel's own start (spares would slow it)
+                self.fill()
+            if self._ready:
+                spare = self._ready.popleft()
+                if wait:
+                    self.fill()
+                if await self._usable(spare):
+                    return spare
+                await self._discard(spare)  # it died while idle: never hand that out
+                continue
+            if not wait:
+                return None
+            await asyncio.wait(set(self._starting), return_when=asyncio.FIRST_COMPLETED)
+            if not self._ready:
+                self._raise_failure()
+        return None
+
+    async def close(self) -> None:
+        """Stop starting spares and remove every one not handed out. Idempotent."""
+        self.closed = True
+        starting, self._starting = list(self._starting), {}
+        for task in starting:
+            task.cancel()
+        idle, self._ready = list(self._ready), deque()
+        # A start that was cancelled or failed removed what it made; one that finished first
+        # left a sandbox to remove.
+        ended = await asyncio.gather(*starting, return_exceptions=True)
+        idle += [spare for spare in ended if not isinstance(spare, BaseException)]
+        await asyncio.gather(*(self._discard(spare) for spare in idle))
+
+    def abandon(self) -> list[T]:
+        """Forget every spare not handed out, started or not, and return them: for removal when
+        the loop that started them is gone (at exit)."""
+        unclaimed = [*self._ready, *self._starting.values()]
+        self._ready.clear()
+        self._starting.clear()
+        return unclaimed
+
+    async def _start(self, spare: T) -> T:
+        await self._launch(spare)
+        return spare
+
+    def _started(self, task: asyncio.Task[T]) -> None:
+        if self._starting.pop(task, None) is None or task.cancelled():
+            return  # closed or abandoned meanwhile
+        failure = task.exception()
+        if failure is not None:  # it removed what it made
+            log.warning("a spare sandbox failed to start: %s", failure)
+            self._failure = failure
+            return
+        self._ready.append(task.result())
+
+    def _raise_failure(self) -> None:
+        failure, self._failure = self._failure, None
+        if failure is not None:
+            raise failure
+
+
+# -- prestart: spares for the provisioner, per configuration --------------------------------
+
+_PRESTARTED: dict[tuple[int, str], Spares[DockerSandboxProvisioner]] = {}
+
+
+def _settings(provisioner: DockerSandboxProvisioner) -> dict[str, object]:
+    """What a spare must share with a kernel to stand in for it (all but ``prestart``)."""
+    names = sorted(set(provisioner.trait_names(config=True)) - {"prestart"})
+    return {name: getattr(provisioner, name) for name in names}
+
+
+def _spares_for(provisioner: DockerSandboxProvisioner) -> Spares[DockerSandboxProvisioner]:
+    spec = provisioner.kernel_spec
+    described = {
+        **_settings(provisioner),
+        "argv": list(spec.argv) if spec else None,
+        "env": dict(spec.env) if spec else None,
+        "name": getattr(spec, "name", None),
+    }
+    key = (id(asyncio.get_running_loop()), json.dumps(described, sort_keys=True, default=str))
+    found = _PRESTARTED.get(key)
+    if found is None:
+
+        def make() -> DockerSandboxProvisioner:
+            return type(provisioner)(
+                kernel_id=str(uuid.uuid4()),
+                kernel_spec=provisioner.kernel_spec,
+                log=provisioner.log,
+                **_settings(provisioner),
+            )
+
+        found = _PRESTARTED[key] = Spares(provisioner.prestart, make, _launch, _running, _removed)
+    found.size = provisioner.prestart
+    return found
+
+
+async def _launch(spare: DockerSandboxProvisioner) -> None:
+    try:
+        arguments = await spare.pre_launch()
+        await spare.launch_kernel(arguments.pop("cmd"), **arguments)
+    except BaseException:
+        await spare.cleanup()
+        raise
+
+
+async def _running(spare: DockerSandboxProvisioner) -> bool:
+    return await spare.poll() is None
+
+
+async def _removed(spare: DockerSandboxProvisioner) -> None:
+    await spare.cleanup()
+
+
+async def take(provisioner: DockerSandboxProvisioner) -> DockerSandboxProvisioner | None:
+    """A launched spare with the provisioner's configuration, or None if none is ready."""
+    return await _spares_for(provisioner).take(wait=False)
+
+
+def replenish(provisioner: DockerSandboxProvisioner) -> None:
+    """Start spares in the background until ``provisioner.prestart`` are ready or starting."""
+    _spares_for(provisioner).fill()
+
+
+@atexit.register
+def remove_spares() -> None:
+    """Remove every spare not handed out (at exit; the loop that started them is gone)."""
+    for spares in list(_PRESTARTED.values()):
+        for spare in spares.abandon():
+            with contextlib.suppress(Exception):
+                spare.backend.remove(spare.sandbox_id, spare.runtime_root)

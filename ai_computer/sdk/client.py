@@ -1,0 +1,412 @@
+"""SandboxClient: the async SDK facade over one sandbox (a kernel in a hardened container).
+
+Lifecycle: ``new`` -> ``setup()`` -> ``ready`` -> ``cleanup()`` -> ``closed``; calls the state
+does not allow raise ``SandboxStateError``. The client speaks the Jupyter protocol to the
+kernel through the same provisioner JupyterLab and nbclient use, so limits are enforced in one
+place. The live kernel is a ``Session`` (``session.py``) and running code is ``runner.py``'s;
+the sandbox's engine is reached only through the session's backend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import os
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any, TypeVar
+
+from .. import limits
+from ..backends.base import ExecHandle, ExecResult
+from ..backends.image import WORKSPACE
+from ..errors import SandboxError, SandboxStartError, SandboxStateError
+from ..kernel.manager import collect_garbage_in_background, shut_down_sandbox
+from ..models import FileOperationResponse, SandboxResponse, StreamEvent
+from .execution import ExecutionRecord
+from .files import FileSystem, sandbox_path
+from .messages import max_message_size
+from .packages import PackageError, check_specifiers, stage_packages, tar_chunks, unpack_argv
+from .runner import Runner
+from .session import Session
+from .shell import Shell
+
+T = TypeVar("T")
+
+# Worker threads for one sandbox's file, shell and package commands: a sandbox that stops its
+# commands ties up its own workers (until their timeouts), never another sandbox's or the loop's.
+_EXEC_WORKERS = 4
+
+
+class _State(enum.Enum):
+    NEW = "new"
+    STARTING = "starting"
+    READY = "ready"
+    CLOSED = "closed"
+
+
+class SandboxClient:
+    """An isolated Python sandbox: an ipykernel in a resource-limited Docker container.
+
+    >>> async with SandboxClient(memory_limit="1G", cpu_limit=2, timeout=300) as client:
+    ...     response = await client.execute_code("print('hi')")
+    ...     response.data["output"]
+    'hi\\n'
+
+    Limits are checked here: out-of-range values raise ``ValueError``.
+    """
+
+    def __init__(
+        self,
+        memory_limit: str | int = "512M",
+        cpu_limit: float = limits.DEFAULT_CPU_LIMIT,
+        timeout: float | None = limits.DEFAULT_TIMEOUT,
+        *,
+        image: str | None = None,
+        output_limit: str | int = limits.DEFAULT_OUTPUT_LIMIT,
+        pids_limit: int = limits.DEFAULT_PIDS_LIMIT,
+        environment: dict[str, str] | None = None,
+        startup_timeout: float = limits.DEFAULT_STARTUP_TIMEOUT,
+        interrupt_grace: float = 3.0,
+        disk_limit: str | int = limits.DEFAULT_DISK_LIMIT,
+    ) -> None:
+        self.memory_limit = limits.parse_memory_limit(memory_limit)
+        self.disk_limit = limits.parse_disk_limit(disk_limit)
+        self.cpu_limit = limits.parse_cpu_limit(cpu_limit)
+        self.timeout = limits.parse_timeout(timeout)
+        self.output_limit = limits.parse_size(output_limit, name="output_limit")
+        self.startup_timeout = (
+            limits.parse_timeout(startup_timeout, name="startup_timeout")
+            or limits.DEFAULT_STARTUP_TIMEOUT
+        )
+        self.interrupt_grace = limits.parse_timeout(interrupt_grace, name="interrupt_grace") or 3.0
+        self._provisioner_config: dict[str, Any] = {
+            "memory_limit": self.memory_limit,
+            "cpu_limit": self.cpu_limit,
+            "pids_limit": pids_limit,
+            "environment": dict(environment or {}),
+            "disk_limit": self.disk_limit,
+            # The relay refuses what this client would refuse anyway (room for the headers).
+            "message_limit": max_message_size(self.output_limit) + limits.MIB,
+        }
+        if image is not None:
+            self._provisioner_config["image"] = image
+        self.sandbox_id = str(uuid.uuid4())
+        self._state = _State.NEW
+        self._session: Session | None = None
+        self._runner: Runner | None = None
+        self._lock = asyncio.Lock()
+        self._executor: ThreadPoolExecutor | None = None
+        self._running_execs: set[ExecHandle] = set()
+        self.fs = FileSystem(self._exec, max_size=self.disk_limit)
+        """File operations confined to /workspace."""
+        self.shell = Shell(self._exec, self.timeout, self.output_limit)
+        """Programs run inside the sandbox."""
+        self.code = CodeRunner(self)
+        """Code execution, as in the original SDK's ``client.code``."""
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    @property
+    def state(self) -> str:
+        """``new``, ``starting``, ``ready`` or ``closed``."""
+        return self._state.value
+
+    async def setup(self) -> SandboxResponse:
+        """Start the sandbox and wait until its kernel answers.
+
+        Raises ``SandboxError`` (``DockerUnavailableError``, ``ImageNotFoundError``,
+        ``SandboxStartError``) when it cannot start; nothing is left behind then.
+        """
+        if self._state is not _State.NEW:
+            raise SandboxStateError(f"setup() was already called (the sandbox is {self.state})")
+        self._state = _State.STARTING
+        collect_garbage_in_background()  # sandboxes left by crashed processes (once per process)
+        try:
+            self._session = await Session.start(
+                self.sandbox_id,
+                self._provisioner_config,
+                output_limit=self.output_limit,
+                memory_limit=self.memory_limit,
+                startup_timeout=self.startup_timeout,
+                reply_timeout=self.interrupt_grace,
+            )
+        except BaseException as exc:
+            self._state = _State.CLOSED  # Session.start removed what it made
+            self._shut_workers()
+            if isinstance(exc, SandboxError | asyncio.CancelledError | KeyboardInterrupt):
+                raise
+            raise SandboxStartError(f"the sandbox failed to start: {exc}") from exc
+        self._runner = Runner(self._session, self.interrupt_grace)
+        self._state = _State.READY
+        return SandboxResponse(success=True, data=self._describe())
+
+    async def wait_for_ready(self, timeout: float | None = None) -> SandboxResponse:
+        """Set the sandbox up if needed, then check that its kernel answers."""
+        if self._state is _State.NEW:
+            return await self.setup()
+        session = self._live()
+        async with self._lock:
+            await session.handshake(timeout or self.startup_timeout)
+        return SandboxResponse(success=True, data=self._describe())
+
+    async def cleanup(self) -> SandboxResponse:
+        """Stop the sandbox and remove its container, workspace and runtime files. Idempotent."""
+        if self._state is _State.CLOSED:
+            return SandboxResponse(success=True, data={"sandbox_id": self.sandbox_id})
+        self._state = _State.CLOSED
+        self._shut_workers()
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+        else:  # cleaned up while starting: whatever the start made is removed by label
+            await shut_down_sandbox(None, self.sandbox_id)
+        return SandboxResponse(success=True, data={"sandbox_id": self.sandbox_id})
+
+    async def __aenter__(self) -> SandboxClient:
+        await self.setup()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.cleanup()
+
+    async def _is_usable(self) -> bool:
+        """Ready, not broken, its kernel and relay running (for pools: checked before reuse)."""
+        if self._state is not _State.READY or self._session is None:
+            return False
+        return await self._session.usable()
+
+    def _describe(self) -> dict[str, Any]:
+        return {
+            "sandbox_id": self.sandbox_id,
+            "status": self.state,
+            "memory_limit": limits.format_size(self.memory_limit),
+            "cpu_limit": self.cpu_limit,
+            "timeout": self.timeout,
+        }
+
+    def _live(self) -> Session:
+        """The started session, or the state error that says why there is none to use."""
+        if self._state is _State.NEW:
+            raise SandboxStateError(
+                "the sandbox is not set up: call `await client.setup()` first "
+                "or use `async with SandboxClient() as client:`"
+            )
+        if self._state is _State.CLOSED:
+            raise SandboxStateError(
+                "the sandbox was cleaned up; create a new SandboxClient to run more code"
+            )
+        if self._state is _State.STARTING or self._session is None:
+            raise SandboxStateError("the sandbox is still starting: await setup() first")
+        if self._session.broken is not None:
+            raise SandboxStateError(
+                f"the sandbox is broken ({self._session.broken}); call restart() or cleanup()"
+            )
+        return self._session
+
+    def _shut_workers(self) -> None:
+        for handle in list(self._running_execs):
+            handle.abort()
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+
+    # -- execution ---------------------------------------------------------------------------
+
+    async def execute_code(self, code: str, timeout: float | None = None) -> SandboxResponse:
+        """Run ``code`` in the sandbox; collect its output.
+
+        ``data`` holds ``output`` (stdout), ``stderr``, ``result`` (text/plain of the last
+        expression), ``display`` (MIME bundles), ``error`` (``ename``, ``evalue``,
+        ``traceback``) and ``execution_count``. ``timeout`` overrides the client's default.
+        """
+        record = ExecutionRecord(self.output_limit)
+        async for _ in self._run(code, timeout, record):
+            pass
+        return record.response()
+
+    async def execute_code_stream(
+        self, code: str, timeout: float | None = None
+    ) -> AsyncIterator[StreamEvent]:
+        """Run ``code`` and yield its output as it happens, ending with one ``completed`` event."""
+        record = ExecutionRecord(self.output_limit)
+        async for event in self._run(code, timeout, record):
+            yield event
+        yield record.completed_event()
+
+    async def _run(
+        self, code: str, timeout: float | None, record: ExecutionRecord
+    ) -> AsyncIterator[StreamEvent]:
+        if not isinstance(code, str):
+            raise TypeError(f"code must be a str, not {type(code).__name__}")
+        limit = self.timeout if timeout is None else limits.parse_timeout(timeout)
+        self._live()
+        async with self._lock:
+            await self._live().connection_settled()
+            self._live()  # the cut, if any, may have left it broken
+            assert self._runner is not None
+            async for event in self._runner.run(code, limit, record):
+                yield event
+
+    # -- control -----------------------------------------------------------------------------
+
+    async def interrupt(self) -> None:
+        """Send the running execution a KeyboardInterrupt (SIGINT)."""
+        await self._live().interrupt()
+
+    async def restart(self) -> SandboxResponse:
+        """Restart the kernel: variables are lost, files in /workspace are kept.
+
+        Also the way back from a broken sandbox. ``data["message"]`` says what was kept.
+        """
+        if self._state is not _State.READY or self._session is None:
+            self._live()
+        assert self._session is not None
+        session = self._session
+        async with self._lock:
+            message = await session.restart()
+        if session.broken is not None:
+            return SandboxResponse(success=False, error=message)
+        return SandboxResponse(success=True, data={**self._describe(), "message": message})
+
+    # -- files, shell, packages --------------------------------------------------------------
+
+    async def _exec(self, argv: list[str], **options: Any) -> ExecResult:
+        """Run a program inside the sandbox (``Backend.run``), on this sandbox's own worker
+        threads. Cancelled, it closes the program's stream at once: the worker is free again
+        (the program itself is left to its own limits)."""
+        session = self._live()
+        provisioner = session.provisioner
+        instance = provisioner.container_id
+        if instance is None:
+            raise SandboxError("the sandbox has no running container (is it restarting?)")
+        user = provisioner.sandbox_user
+        handle = ExecHandle()
+        self._running_execs.add(handle)
+        try:
+            return await self._in_worker(
+                session.backend.run, instance, argv, user=user, handle=handle, **options
+            )
+        except asyncio.CancelledError:
+            handle.abort()
+            raise
+        finally:
+            self._running_execs.discard(handle)
+
+    async def _in_worker(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run blocking work on this sandbox's own worker threads (never the loop's default
+        executor, which every sandbox of the process shares)."""
+        if self._executor is None:
+            prefix = f"ai-computer-exec-{self.sandbox_id[:8]}"
+            self._executor = ThreadPoolExecutor(_EXEC_WORKERS, thread_name_prefix=prefix)
+        run = partial(function, *args, **kwargs)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, run)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if self._state is _State.CLOSED and task is not None and not task.cancelling():
+                # Not this caller's cancellation: cleanup() cancelled work still queued.
+                raise SandboxStateError("the sandbox was cleaned up during the call") from None
+            raise
+
+    async def execute_shell(
+        self, command: str, args: list[str] | None = None, timeout: float | None = None
+    ) -> SandboxResponse:
+        """Run a program in the sandbox: ``data`` has ``stdout``, ``stderr``, ``exit_code``."""
+        return await self.shell.execute(command, args, timeout)
+
+    async def upload_file(
+        self, file_path: str | os.PathLike[str], destination: str = WORKSPACE
+    ) -> FileOperationResponse:
+        """Copy a local file into the sandbox folder ``destination``."""
+        return await self.fs.upload_file(file_path, destination)
+
+    async def download_file(
+        self,
+        remote_path: str,
+        local_path: str | os.PathLike[str] | None = None,
+        max_size: int | None = None,
+    ) -> FileOperationResponse:
+        """Copy a sandbox file to ``local_path`` (at most ``max_size``, by default the disk
+        limit)."""
+        return await self.fs.download_file(remote_path, local_path, max_size)
+
+    async def upload_bytes(
+        self, content: bytes | IO[bytes], filename: str, destination: str = WORKSPACE
+    ) -> FileOperationResponse:
+        """Write bytes (or a binary file object) to ``destination/filename`` in the sandbox."""
+        return await self.fs.upload_bytes(content, filename, destination)
+
+    async def download_bytes(
+        self, remote_path: str, max_size: int | None = None
+    ) -> bytes | FileOperationResponse:
+        """A sandbox file's bytes (at most ``max_size``, by default the disk limit); a
+        ``FileOperationResponse`` on failure."""
+        return await self.fs.download_bytes(remote_path, max_size)
+
+    async def install_packages(
+        self, packages: list[str], timeout: float | None = None
+    ) -> SandboxResponse:
+        """Install packages (``["tabulate", "requests==2.32.3"]``) for this sandbox's session.
+
+        The sandbox keeps no network: wheels are downloaded on the host for the image's Python
+        and unpacked inside. They import at once and survive kernel restarts. pip's reason comes
+        back in ``error`` when a package cannot be had.
+        """
+        specifiers = check_specifiers(packages)
+        backend = self._live().backend
+        with tempfile.TemporaryDirectory(prefix="ai-computer-packages-") as folder:
+            staging = Path(folder) / "site"
+            try:
+                architecture = await self._in_worker(backend.architecture)
+                wheels = await self._in_worker(
+                    stage_packages, specifiers, architecture, staging, self.disk_limit
+                )
+            except (PackageError, SandboxError) as exc:
+                return SandboxResponse(False, data={"packages": specifiers}, error=str(exc))
+            data: dict[str, Any] = {"packages": specifiers, "installed": wheels}
+            if not wheels:
+                return SandboxResponse(True, data={**data, "message": "already in the image"})
+            result = await self._exec(
+                unpack_argv(), stdin=tar_chunks(staging), timeout=timeout, idle_timeout=60.0
+            )
+        if result.exit_code != 0:
+            return SandboxResponse(False, data=data, error=result.failure())
+        return SandboxResponse(True, data=data)
+
+
+class CodeRunner:
+    """``client.code``: ``execute``, ``execute_stream`` and ``execute_file``."""
+
+    def __init__(self, client: SandboxClient) -> None:
+        self._client = client
+
+    async def execute(self, code: str, timeout: float | None = None) -> SandboxResponse:
+        """Same as ``SandboxClient.execute_code``."""
+        return await self._client.execute_code(code, timeout)
+
+    def execute_stream(self, code: str, timeout: float | None = None) -> AsyncIterator[StreamEvent]:
+        """Same as ``SandboxClient.execute_code_stream``."""
+        return self._client.execute_code_stream(code, timeout)
+
+    async def execute_file(self, path: str, timeout: float | None = None) -> SandboxResponse:
+        """Run a ``.py`` file that is in the sandbox, as ``__main__``, in the kernel."""
+        try:
+            remote = sandbox_path(path)
+        except ValueError as exc:
+            return SandboxResponse(False, error=str(exc))
+        if not remote.endswith(".py"):
+            return SandboxResponse(False, error=f"{remote} is not a Python file (.py)")
+        if not (await self._client.fs.stat(remote)).success:
+            return SandboxResponse(False, error=f"{remote}: no such file in the sandbox")
+        # The trailing ';' keeps IPython from echoing the module's globals as a result.
+        code = f"__import__('runpy').run_path({remote!r}, run_name='__main__');"
+        return await self._client.execute_code(code, timeout)

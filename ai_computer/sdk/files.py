@@ -1,0 +1,327 @@
+"""File operations confined to a sandbox's /workspace (``client.fs``).
+
+Each operation runs ``inside/file_tool.py`` inside the container as the sandbox user, so a path or
+symlink planted by sandbox code can only ever lead to the container's own files, and the tool
+refuses those too (see its docstring). Transfers stream in 1 MiB chunks: neither side holds a
+whole file in memory, and an interrupted upload leaves nothing half-written.
+
+What the tool reports is checked, never believed: a download is bounded by ``max_size`` (the
+sandbox's disk limit unless the caller says otherwise) whatever size a file claims, and every
+operation ends after ``idle_timeout`` seconds without progress (code in the sandbox can stop the
+tool, which runs as its uid).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import posixpath
+import struct
+import tempfile
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+from ..backends.base import ExecResult, StopTransfer
+from ..backends.image import WORKSPACE
+from ..errors import SandboxError
+from ..inside import source
+from ..models import FileOperationResponse, SandboxResponse
+
+CHUNK_SIZE = 1 << 20
+DEFAULT_IDLE_TIMEOUT = 30.0
+"""Seconds a file operation may go without progress before it is given up."""
+_REPORT_LIMIT = 16 * 1024 * 1024  # the tool's JSON answer; a listing stops well below this
+_FRAME = struct.Struct(">Q")  # an upload chunk's length
+
+
+class ExecRunner(Protocol):
+    """What the file system needs from its client: run a program in the sandbox."""
+
+    def __call__(
+        self,
+        argv: list[str],
+        *,
+        stdin: Any = None,
+        on_stdout: Callable[[bytes], object] | None = None,
+        stdout_limit: int = ...,
+        stderr_limit: int = ...,
+        timeout: float | None = None,
+        idle_timeout: float | None = None,
+        workdir: str = ...,
+    ) -> Awaitable[ExecResult]: ...
+
+
+def sandbox_path(path: str, directory: str | None = None) -> str:
+    """``path`` (relative to /workspace, or absolute) as an absolute path in the sandbox.
+
+    Only the shape is checked here, for a clear early error; the tool inside is the authority.
+    """
+    if not isinstance(path, str) or not path:
+        raise ValueError(f"path {path!r} must be a non-empty string")
+    try:
+        path.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        message = f"path {path!r} is not a file name (a lone surrogate outside \\udc80-\\udcff)"
+        raise ValueError(message) from None
+    joined = posixpath.join(directory or WORKSPACE, path)
+    absolute = posixpath.normpath(posixpath.join(WORKSPACE, joined))
+    if absolute != WORKSPACE and not absolute.startswith(WORKSPACE + "/"):
+        raise ValueError(f"path {path!r} is outside the sandbox's {WORKSPACE}")
+    return absolute
+
+
+def _checked_size(max_size: object) -> int:
+    if type(max_size) is not int or max_size < 0:
+        raise ValueError(f"max_size {max_size!r} must be a number of bytes (an int >= 0)")
+    return max_size
+
+
+def _chunks(source: IO[bytes]) -> Iterator[bytes]:
+    while chunk := source.read(CHUNK_SIZE):
+        yield chunk
+
+
+def _encoded(path: str) -> str:
+    """A sandbox path as the tool takes it: its bytes in hex (names need not be UTF-8)."""
+    return path.encode("utf-8", "surrogateescape").hex()
+
+
+def _failure(result: ExecResult, what: str) -> str:
+    if result.timed_out:
+        return f"{what} made no progress for too long and was given up"
+    return result.failure()
+
+
+def _report(result: ExecResult) -> dict[str, Any] | None:
+    """The tool's JSON answer, or None when it is not one (cut short, or not the tool's)."""
+    try:
+        report = json.loads(result.stdout)
+    except (ValueError, RecursionError):
+        return None
+    return report if isinstance(report, dict) and not result.stdout_dropped else None
+
+
+class FileSystem:
+    """``client.fs``: read, write, list, remove, upload and download files in /workspace.
+
+    ``max_size`` is the default limit of a download (bytes); ``idle_timeout`` the seconds an
+    operation may go without progress.
+    """
+
+    def __init__(
+        self, run: ExecRunner, max_size: int, idle_timeout: float = DEFAULT_IDLE_TIMEOUT
+    ) -> None:
+        self._run = run
+        self.max_size = max_size
+        self.idle_timeout = idle_timeout
+
+    async def _tool(
+        self, operation: str, path: str, max_size: int | None = None, **options: Any
+    ) -> ExecResult:
+        argv = ["python3", "-I", "-S", "-c", source("file_tool.py"), operation, _encoded(path)]
+        if max_size is not None:
+            argv.append(str(max_size))
+        return await self._run(argv, workdir="/", idle_timeout=self.idle_timeout, **options)
+
+    async def _json(self, operation: str, path: str) -> SandboxResponse:
+        """Run a tool operation that answers JSON: its answer is the response's data."""
+        try:
+            remote = sandbox_path(path)
+            result = await self._tool(operation, remote, stdout_limit=_REPORT_LIMIT)
+        except (ValueError, SandboxError) as exc:
+            return SandboxResponse(False, error=str(exc))
+        if result.exit_code != 0:
+            return SandboxResponse(False, error=_failure(result, f"{operation} {remote}"))
+        report = _report(result)
+        if report is None:
+            return SandboxResponse(False, error=f"{operation} {remote}: unreadable answer")
+        return SandboxResponse(True, report)
+
+    # -- uploads -----------------------------------------------------------------------------
+
+    async def _write(self, remote: str, source: IO[bytes]) -> FileOperationResponse:
+        filename = posixpath.basename(remote)
+        sent = 0
+
+        def framed() -> Iterator[bytes]:
+            # Each chunk after its length, then a zero length: the tool renames the file into
+            # place only once it has read that end mark (see inside/file_tool.py, framed_chunks).
+            nonlocal sent
+            for chunk in _chunks(source):
+                sent += len(chunk)
+                yield _FRAME.pack(len(chunk)) + chunk
+            yield _FRAME.pack(0)
+
+        try:
+            result = await self._tool("write", remote, stdin=framed())
+        except SandboxError as exc:
+            return FileOperationResponse(False, filename=filename, path=remote, error=str(exc))
+        if result.exit_code != 0:
+            error = _failure(result, f"writing {remote}")
+            return FileOperationResponse(False, filename=filename, path=remote, error=error)
+        report = _report(result)
+        if report is None or report.get("path") != remote or report.get("size") != sent:
+            # Only a tampered tool says anything else: what it says cannot be believed.
+            error = f"writing {remote}: the sandbox's answer does not match the {sent} bytes sent"
+            return FileOperationResponse(False, filename=filename, path=remote, error=error)
+        return FileOperationResponse(
+            True, filename=filename, size=sent, path=remote,
+            message=f"wrote {sent} bytes to {remote}",
+        )  # fmt: skip
+
+    async def upload_file(
+        self, file_path: str | os.PathLike[str], destination: str = WORKSPACE
+    ) -> FileOperationResponse:
+        """Copy a local file into the sandbox directory ``destination`` (streamed)."""
+        local = Path(file_path)
+        try:
+            remote = sandbox_path(local.name, sandbox_path(destination))
+            source = open(local, "rb")
+        except (ValueError, OSError) as exc:
+            return FileOperationResponse(False, filename=local.name, error=str(exc))
+        with source:
+            return await self._write(remote, source)
+
+    async def upload_bytes(
+        self, content: bytes | bytearray | IO[bytes], filename: str, destination: str = WORKSPACE
+    ) -> FileOperationResponse:
+        """Write ``content`` (bytes or a binary file object) to ``destination/filename``."""
+        try:
+            if "/" in filename or filename in ("", ".", ".."):
+                raise ValueError(f"filename {filename!r} must be a plain file name")
+            remote = sandbox_path(filename, sandbox_path(destination))
+        except ValueError as exc:
+            return FileOperationResponse(False, filename=filename, error=str(exc))
+        if isinstance(content, bytes | bytearray):
+            content = io.BytesIO(bytes(content))
+        return await self._write(remote, content)
+
+    async def write_file(
+        self, path: str, content: str | bytes, encoding: str = "utf-8"
+    ) -> SandboxResponse:
+        """Write text or bytes to ``path``, creating parent folders."""
+        data = content.encode(encoding) if isinstance(content, str) else bytes(content)
+        try:
+            remote = sandbox_path(path)
+        except ValueError as exc:
+            return SandboxResponse(False, error=str(exc))
+        response = await self._write(remote, io.BytesIO(data))
+        if not response.success:
+            return SandboxResponse(False, error=response.error)
+        return SandboxResponse(True, data={"path": response.path, "size": response.size})
+
+    # -- downloads ---------------------------------------------------------------------------
+
+    async def _read(
+        self, remote_path: str, max_size: int | None, sink: Callable[[bytes], object]
+    ) -> tuple[str, str | None]:
+        """Stream a sandbox file into ``sink``, stopping past ``max_size`` (default: the
+        sandbox's disk limit); return its sandbox path and the error, if any."""
+        limit = self.max_size if max_size is None else _checked_size(max_size)
+        remote = sandbox_path(remote_path)
+        received = 0
+
+        def bounded(data: bytes) -> None:
+            nonlocal received
+            received += len(data)
+            if received > limit:
+                raise StopTransfer
+            sink(data)
+
+        result = await self._tool("read", remote, limit, on_stdout=bounded)
+        if received > limit:
+            return remote, f"{remote} is larger than max_size={limit} bytes"
+        if result.exit_code != 0:
+            return remote, _failure(result, f"reading {remote}")
+        return remote, None
+
+    async def download_file(
+        self,
+        remote_path: str,
+        local_path: str | os.PathLike[str] | None = None,
+        max_size: int | None = None,
+    ) -> FileOperationResponse:
+        """Copy a sandbox file to ``local_path`` (default: its name in the current directory).
+
+        The local file appears only when complete (written beside it, then renamed). A file
+        over ``max_size`` bytes (default: the sandbox's disk limit) is refused.
+        """
+        try:
+            filename = posixpath.basename(sandbox_path(remote_path))
+        except ValueError as exc:
+            return FileOperationResponse(False, error=str(exc))
+        target = Path(local_path) if local_path is not None else Path.cwd() / filename
+        if target.is_dir():
+            target = target / filename
+        try:
+            handle, partial = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+        except OSError as exc:
+            return FileOperationResponse(False, filename=filename, path=str(target), error=str(exc))
+        remote = remote_path
+        try:
+            with os.fdopen(handle, "wb") as sink:
+                remote, error = await self._read(remote_path, max_size, sink.write)
+            if error is not None:
+                return FileOperationResponse(False, filename=filename, path=remote, error=error)
+            os.replace(partial, target)
+        except (ValueError, SandboxError, OSError) as exc:
+            return FileOperationResponse(False, filename=filename, path=remote, error=str(exc))
+        finally:
+            if os.path.exists(partial):
+                os.unlink(partial)
+        size = target.stat().st_size
+        return FileOperationResponse(
+            True, filename=filename, size=size, path=str(target),
+            message=f"downloaded {remote} ({size} bytes) to {target}",
+        )  # fmt: skip
+
+    async def download_bytes(
+        self, remote_path: str, max_size: int | None = None
+    ) -> bytes | FileOperationResponse:
+        """A sandbox file's content as bytes; on failure a ``FileOperationResponse``.
+
+        A file over ``max_size`` bytes (default: the sandbox's disk limit) is refused; the
+        transfer stops there. At most twice its size is held while the bytes are assembled.
+        """
+        chunks: list[bytes] = []
+        try:
+            remote, error = await self._read(remote_path, max_size, chunks.append)
+        except (ValueError, SandboxError) as exc:
+            return FileOperationResponse(False, path=remote_path, error=str(exc))
+        if error is not None:
+            filename = posixpath.basename(remote)
+            return FileOperationResponse(False, filename=filename, path=remote, error=error)
+        content = b"".join(chunks)
+        chunks.clear()
+        return content
+
+    async def read_file(self, path: str, encoding: str = "utf-8") -> SandboxResponse:
+        """A sandbox text file's content: ``data["content"]``."""
+        content = await self.download_bytes(path)
+        if isinstance(content, FileOperationResponse):
+            return SandboxResponse(False, error=content.error)
+        try:
+            text = content.decode(encoding)
+        except UnicodeDecodeError as exc:
+            return SandboxResponse(
+                False, error=f"{path!r} is not {encoding} text ({exc}); use download_bytes()"
+            )
+        return SandboxResponse(
+            True, data={"content": text, "path": sandbox_path(path), "size": len(content)}
+        )
+
+    # -- the tree ----------------------------------------------------------------------------
+
+    async def list(self, path: str = WORKSPACE) -> SandboxResponse:
+        """The entries of a sandbox directory: ``data["entries"]`` (name, path, type, size)."""
+        return await self._json("list", path)
+
+    async def remove(self, path: str) -> SandboxResponse:
+        """Remove a file, a symlink (never its target) or a directory tree."""
+        return await self._json("remove", path)
+
+    async def stat(self, path: str) -> SandboxResponse:
+        """A regular file's ``data`` (``path``, ``size``); fails for anything else."""
+        return await self._json("stat", path)
