@@ -6,6 +6,7 @@ Sizes are binary, as Docker counts them: ``"1G"`` is 1024**3 bytes. Invalid valu
 
 from __future__ import annotations
 
+import enum
 import math
 import re
 
@@ -116,6 +117,27 @@ def parse_prestart(value: int | str) -> int:
     if isinstance(value, bool) or not text.isdigit() or int(text) > MAX_PRESTART:
         raise ValueError(f"prestart {value!r} is not a whole number from 0 to {MAX_PRESTART}")
     return int(text)
+
+
+class _ClientDefault(enum.Enum):
+    USE_CLIENT_DEFAULT = "USE_CLIENT_DEFAULT"
+
+    def __repr__(self) -> str:
+        return "USE_CLIENT_DEFAULT"
+
+
+USE_CLIENT_DEFAULT = _ClientDefault.USE_CLIENT_DEFAULT
+"""A call's ``timeout`` when it was not given: the client's own. ``None`` means no limit."""
+
+Timeout = float | int | None | _ClientDefault
+"""What a call's ``timeout`` may be: seconds, ``None`` (no limit) or ``USE_CLIENT_DEFAULT``."""
+
+
+def call_timeout(value: Timeout, default: float | None) -> float | None:
+    """A call's time limit: ``default`` when not given, else the value checked (None: none)."""
+    if value is USE_CLIENT_DEFAULT:
+        return default
+    return parse_timeout(value)
 
 
 def parse_timeout(value: float | int | None, *, name: str = "timeout") -> float | None:

@@ -69,6 +69,21 @@ def test_only_the_docker_backend_imports_docker() -> None:
     assert wrong == []
 
 
+def test_only_the_backends_and_the_command_line_reach_the_docker_backend() -> None:
+    # The rest gets a backend through ``backends.backend()`` and the seam's types.
+    allowed = {PACKAGE / "backends", PACKAGE / "cli.py"}
+    wrong = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path in allowed or any(parent in allowed for parent in path.parents):
+            continue
+        wrong += [
+            f"{path.relative_to(PACKAGE)} imports {name}"
+            for name in _imports(path)
+            if name.startswith("ai_computer.backends.docker")
+        ]
+    assert wrong == []
+
+
 def _loaded_after(statement: str) -> set[str]:
     code = f"import sys; {statement}; print(' '.join(sorted(sys.modules)), file=sys.__stdout__)"
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -29,7 +29,7 @@ from typing import Any
 import zmq
 
 MAX_PARTS = 64
-"""Most parts (frames) a message may have, here and in the SDK (channels.py): identities,
+"""Most parts (frames) a message may have, here and in the SDK (sdk/messages.py): identities,
 delimiter, signature, four JSON parts, and a few buffers."""
 REFUSED = 3
 """Exit status when the kernel sent a message the relay refuses; the reason is on stderr."""

@@ -18,6 +18,7 @@ event loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import sys
 import threading
@@ -286,7 +287,16 @@ class DockerSandboxProvisioner(SandboxProvisionerConfig):
         self._launched = True
 
     async def _launch(self, cmd: list[str]) -> None:
-        launched = await asyncio.to_thread(self.backend.start, self.spec, cmd)
+        start = asyncio.ensure_future(asyncio.to_thread(self.backend.start, self.spec, cmd))
+        try:
+            launched = await asyncio.shield(start)
+        except asyncio.CancelledError:
+            # The engine call goes on in its thread: a removal now would race what it still
+            # makes. Wait for it, so that the cleanup that follows finds everything.
+            with contextlib.suppress(Exception):
+                made = await start
+                self._container_id, self._relay_id = made.kernel, made.relay
+            raise
         self._container_id, self._relay_id = launched.kernel, launched.relay
         self.workspace_reset = launched.workspace_reset
         self._launched = True

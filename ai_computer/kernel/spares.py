@@ -94,6 +94,7 @@ class Spares(Generic[T]):
                 await self._discard(spare)  # it died while idle: never hand that out
                 continue
             if not wait:
+                self._failure = None  # logged when it happened; nobody waits to be told
                 return None
             await asyncio.wait(set(self._starting), return_when=asyncio.FIRST_COMPLETED)
             if not self._ready:
@@ -163,14 +164,16 @@ def _spares_for(provisioner: DockerSandboxProvisioner) -> Spares[DockerSandboxPr
     key = (id(asyncio.get_running_loop()), json.dumps(described, sort_keys=True, default=str))
     found = _PRESTARTED.get(key)
     if found is None:
+        # What a spare is made from, not the provisioner itself (it holds its kernel manager).
+        kind, kernel_spec, log, settings = (
+            type(provisioner),
+            provisioner.kernel_spec,
+            provisioner.log,
+            _settings(provisioner),
+        )
 
         def make() -> DockerSandboxProvisioner:
-            return type(provisioner)(
-                kernel_id=str(uuid.uuid4()),
-                kernel_spec=provisioner.kernel_spec,
-                log=provisioner.log,
-                **_settings(provisioner),
-            )
+            return kind(kernel_id=str(uuid.uuid4()), kernel_spec=kernel_spec, log=log, **settings)
 
         found = _PRESTARTED[key] = Spares(provisioner.prestart, make, _launch, _running, _removed)
     found.size = provisioner.prestart

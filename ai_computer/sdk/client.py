@@ -31,7 +31,7 @@ from .execution import ExecutionRecord
 from .files import FileSystem, sandbox_path
 from .messages import max_message_size
 from .packages import PackageError, check_specifiers, stage_packages, tar_chunks, unpack_argv
-from .runner import Runner
+from .runner import Execution, Runner
 from .session import Session
 from .shell import Shell
 
@@ -100,6 +100,8 @@ class SandboxClient:
         self._session: Session | None = None
         self._runner: Runner | None = None
         self._lock = asyncio.Lock()
+        self._executions: set[Execution] = set()
+        self._execution_tasks: set[asyncio.Task[None]] = set()
         self._executor: ThreadPoolExecutor | None = None
         self._running_execs: set[ExecHandle] = set()
         self.fs = FileSystem(self._exec, max_size=self.disk_limit)
@@ -141,6 +143,10 @@ class SandboxClient:
             if isinstance(exc, SandboxError | asyncio.CancelledError | KeyboardInterrupt):
                 raise
             raise SandboxStartError(f"the sandbox failed to start: {exc}") from exc
+        if self._state is _State.CLOSED:  # cleanup() was called while it started
+            session, self._session = self._session, None
+            await session.close()
+            raise SandboxStateError("the sandbox was cleaned up while it was starting")
         self._runner = Runner(self._session, self.interrupt_grace)
         self._state = _State.READY
         return SandboxResponse(success=True, data=self._describe())
@@ -160,6 +166,10 @@ class SandboxClient:
             return SandboxResponse(success=True, data={"sandbox_id": self.sandbox_id})
         self._state = _State.CLOSED
         self._shut_workers()
+        running = list(self._execution_tasks)
+        for task in running:  # they end with "the sandbox was cleaned up during the call"
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
         session, self._session = self._session, None
         if session is not None:
             await session.close()
@@ -221,40 +231,90 @@ class SandboxClient:
 
     # -- execution ---------------------------------------------------------------------------
 
-    async def execute_code(self, code: str, timeout: float | None = None) -> SandboxResponse:
+    async def execute_code(
+        self, code: str, timeout: limits.Timeout = limits.USE_CLIENT_DEFAULT
+    ) -> SandboxResponse:
         """Run ``code`` in the sandbox; collect its output.
 
         ``data`` holds ``output`` (stdout), ``stderr``, ``result`` (text/plain of the last
         expression), ``display`` (MIME bundles), ``error`` (``ename``, ``evalue``,
-        ``traceback``) and ``execution_count``. ``timeout`` overrides the client's default.
+        ``traceback``) and ``execution_count``. ``timeout`` (seconds) overrides the client's
+        default; ``None`` means no limit for this call.
+
+        Cancelled (``asyncio.wait_for``, a task's ``cancel()``), it raises at once and the
+        code gets a ``KeyboardInterrupt``; a kernel that is not idle within
+        ``interrupt_grace`` is restarted. The next call runs once that is done.
         """
-        record = ExecutionRecord(self.output_limit)
-        async for _ in self._run(code, timeout, record):
-            pass
-        return record.response()
+        execution = self._start_execution(code, timeout, stream=False)
+        try:
+            await execution.ended()
+        except asyncio.CancelledError:
+            execution.stop(self._session)
+            raise
+        if execution.error is not None:
+            raise execution.error
+        return execution.record.response()
 
     async def execute_code_stream(
-        self, code: str, timeout: float | None = None
+        self, code: str, timeout: limits.Timeout = limits.USE_CLIENT_DEFAULT
     ) -> AsyncIterator[StreamEvent]:
-        """Run ``code`` and yield its output as it happens, ending with one ``completed`` event."""
-        record = ExecutionRecord(self.output_limit)
-        async for event in self._run(code, timeout, record):
-            yield event
-        yield record.completed_event()
+        """Run ``code`` and yield its output as it happens, ending with one ``completed`` event.
 
-    async def _run(
-        self, code: str, timeout: float | None, record: ExecutionRecord
-    ) -> AsyncIterator[StreamEvent]:
+        A stream that is closed (``aclose()``, or dropped and collected) or cancelled stops its
+        code as a cancelled ``execute_code`` does. One that is left unread (a ``break`` with the
+        stream kept) is stopped the same way as soon as another execution starts on this client:
+        the sandbox is never held by a stream nobody reads.
+        """
+        execution = self._start_execution(code, timeout, stream=True)
+        try:
+            while (event := await execution.next()) is not None:
+                yield event
+            if execution.error is not None:
+                raise execution.error
+            yield execution.record.completed_event()
+        finally:
+            execution.stop(self._session)
+
+    def _start_execution(self, code: str, timeout: limits.Timeout, *, stream: bool) -> Execution:
+        """Check the call, stop an unread stream, and start the execution's task."""
         if not isinstance(code, str):
             raise TypeError(f"code must be a str, not {type(code).__name__}")
-        limit = self.timeout if timeout is None else limits.parse_timeout(timeout)
-        self._live()
-        async with self._lock:
-            await self._live().connection_settled()
-            self._live()  # the cut, if any, may have left it broken
-            assert self._runner is not None
-            async for event in self._runner.run(code, limit, record):
-                yield event
+        limit = limits.call_timeout(timeout, self.timeout)
+        session = self._live()
+        for earlier in self._executions:
+            if earlier.stream and not earlier.reading:
+                earlier.stop(session)  # nobody reads it: it must not hold the sandbox
+        execution = Execution(ExecutionRecord(self.output_limit), stream=stream)
+        self._executions.add(execution)
+        task = asyncio.create_task(self._drive(execution, code, limit))
+        self._execution_tasks.add(task)
+        task.add_done_callback(self._execution_tasks.discard)
+        return execution
+
+    async def _drive(self, execution: Execution, code: str, limit: float | None) -> None:
+        """The execution's task: run it under the sandbox's lock, queueing its events."""
+        error: BaseException | None = None
+        try:
+            async with self._lock:
+                if execution.stopped:  # its caller left while it waited for its turn
+                    return
+                session = self._live()
+                await session.connection_settled()
+                self._live()  # the cut, if any, may have left it broken
+                assert self._runner is not None
+
+                def sent(msg_id: str) -> None:
+                    execution.msg_id = msg_id
+
+                async for event in self._runner.run(code, limit, execution.record, sent):
+                    execution.put(event)
+        except asyncio.CancelledError:  # cleanup() ends the executions still running
+            error = SandboxStateError("the sandbox was cleaned up during the call")
+        except Exception as exc:
+            error = exc
+        finally:
+            self._executions.discard(execution)
+            execution.end(error)
 
     # -- control -----------------------------------------------------------------------------
 
@@ -318,9 +378,13 @@ class SandboxClient:
             raise
 
     async def execute_shell(
-        self, command: str, args: list[str] | None = None, timeout: float | None = None
+        self,
+        command: str,
+        args: list[str] | None = None,
+        timeout: limits.Timeout = limits.USE_CLIENT_DEFAULT,
     ) -> SandboxResponse:
-        """Run a program in the sandbox: ``data`` has ``stdout``, ``stderr``, ``exit_code``."""
+        """Run a program in the sandbox: ``data`` has ``stdout``, ``stderr``, ``exit_code``.
+        ``timeout`` overrides the client's; ``None`` means no limit for this call."""
         return await self.shell.execute(command, args, timeout)
 
     async def upload_file(
@@ -389,15 +453,21 @@ class CodeRunner:
     def __init__(self, client: SandboxClient) -> None:
         self._client = client
 
-    async def execute(self, code: str, timeout: float | None = None) -> SandboxResponse:
+    async def execute(
+        self, code: str, timeout: limits.Timeout = limits.USE_CLIENT_DEFAULT
+    ) -> SandboxResponse:
         """Same as ``SandboxClient.execute_code``."""
         return await self._client.execute_code(code, timeout)
 
-    def execute_stream(self, code: str, timeout: float | None = None) -> AsyncIterator[StreamEvent]:
+    def execute_stream(
+        self, code: str, timeout: limits.Timeout = limits.USE_CLIENT_DEFAULT
+    ) -> AsyncIterator[StreamEvent]:
         """Same as ``SandboxClient.execute_code_stream``."""
         return self._client.execute_code_stream(code, timeout)
 
-    async def execute_file(self, path: str, timeout: float | None = None) -> SandboxResponse:
+    async def execute_file(
+        self, path: str, timeout: limits.Timeout = limits.USE_CLIENT_DEFAULT
+    ) -> SandboxResponse:
         """Run a ``.py`` file that is in the sandbox, as ``__main__``, in the kernel."""
         try:
             remote = sandbox_path(path)

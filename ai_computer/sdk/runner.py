@@ -1,12 +1,19 @@
 """Running one piece of code in a sandbox's kernel: follow its output, enforce its time limit
-(interrupt, then restart a kernel that ignores the interrupt), and recover from a kernel that
-died under it. The caller (``client.py``) holds the sandbox's lock around it.
+(interrupt, then restart a kernel that ignores the interrupt), stop it when its caller goes
+away (the same way), and recover from a kernel that died under it.
+
+An :class:`Execution` runs in a task of its own that holds the sandbox's lock (``client.py``);
+its caller only reads the events it queues. So a caller that is cancelled, or a stream that is
+closed or dropped, never holds the sandbox: it asks the execution to stop, and the task
+interrupts the code, restarting the kernel if it is not idle within the grace, before the next
+execution may start.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections import deque
+from collections.abc import AsyncIterator, Callable
 
 from .. import limits
 from ..backends.base import ContainerExit, describe_exit
@@ -15,6 +22,68 @@ from .execution import ExecutionRecord
 from .messages import parent_id
 from .session import Broken, Session
 
+CANCELLED = "the execution was cancelled by its caller"
+
+
+class Stop:
+    """Queued among a session's events to stop execution ``msg_id`` (its caller went away)."""
+
+    def __init__(self, msg_id: str) -> None:
+        self.msg_id = msg_id
+
+
+class Execution:
+    """One execution as its caller sees it: the events queued for it, and whether it ended.
+
+    Events are kept until read; they are few (``ExecutionRecord`` bounds the output they carry).
+    """
+
+    def __init__(self, record: ExecutionRecord, *, stream: bool) -> None:
+        self.record = record
+        self.stream = stream
+        self.msg_id: str | None = None
+        self.error: BaseException | None = None
+        """What ended the execution's task instead of a result (the sandbox was cleaned up)."""
+        self.finished = False
+        self.stopped = False
+        self.reading = False
+        """True while a stream's reader waits for the next event."""
+        self._events: deque[StreamEvent] = deque()
+        self._changed = asyncio.Event()
+
+    def put(self, event: StreamEvent) -> None:
+        self._events.append(event)
+        self._changed.set()
+
+    def end(self, error: BaseException | None = None) -> None:
+        self.error, self.finished = error, True
+        self._changed.set()
+
+    async def next(self) -> StreamEvent | None:
+        """The next event, or None once the execution has ended and every event was read."""
+        self.reading = True
+        try:
+            while not self._events and not self.finished:
+                self._changed.clear()
+                await self._changed.wait()
+        finally:
+            self.reading = False
+        return self._events.popleft() if self._events else None
+
+    async def ended(self) -> None:
+        """Wait until the execution's task is done (the kernel idle, or restarted)."""
+        while not self.finished:
+            self._changed.clear()
+            await self._changed.wait()
+
+    def stop(self, session: Session | None) -> None:
+        """Ask for the execution to be interrupted (once); its task does the rest."""
+        if self.finished or self.stopped:
+            return
+        self.stopped = True
+        if self.msg_id is not None and session is not None:  # else it will not start
+            session.events.put(Stop(self.msg_id))
+
 
 class Runner:
     """Runs code in one session's kernel, an execution at a time."""
@@ -22,15 +91,22 @@ class Runner:
     def __init__(self, session: Session, interrupt_grace: float) -> None:
         self.session = session
         self.interrupt_grace = interrupt_grace
+        self._stopped: str | None = None  # the msg_id whose Stop ended the last _follow
 
     async def run(
-        self, code: str, limit: float | None, record: ExecutionRecord
+        self,
+        code: str,
+        limit: float | None,
+        record: ExecutionRecord,
+        on_sent: Callable[[str], None] = lambda msg_id: None,
     ) -> AsyncIterator[StreamEvent]:
         """Execute ``code``, yielding its events as they come and filling ``record``. Past
-        ``limit`` seconds it is interrupted; a failure ends the record, never raises."""
+        ``limit`` seconds, or when a ``Stop`` for it arrives, it is interrupted; a failure ends
+        the record, never raises. ``on_sent`` is told the request's msg_id."""
         session = self.session
         loop = asyncio.get_running_loop()
         msg_id = session.execute(code)
+        on_sent(msg_id)
         deadline = None if limit is None else loop.time() + limit
         async for event in self._follow(msg_id, record, deadline):
             yield event
@@ -39,16 +115,26 @@ class Runner:
             if record.error is not None:
                 await session.list_changed_files(record)
             return
-        if record.failure is None:  # the deadline passed
-            assert limit is not None
-            async for event in self._stop_overrun(msg_id, record, limit):
+        if record.failure is None:  # the deadline passed, or its caller went away
+            if self._stopped == msg_id:
+                reason = CANCELLED
+            else:
+                assert limit is not None
+                reason = f"execution timed out after {limits.format_seconds(limit)}"
+            async for event in self._stop_overrun(msg_id, record, reason):
                 yield event
 
     async def _follow(
-        self, msg_id: str, record: ExecutionRecord, deadline: float | None
+        self,
+        msg_id: str,
+        record: ExecutionRecord,
+        deadline: float | None,
+        *,
+        stoppable: bool = True,
     ) -> AsyncIterator[StreamEvent]:
-        """Yield the events of execution ``msg_id`` until it goes idle, its kernel dies, or the
-        deadline passes (then return with ``record.finished`` False and no failure)."""
+        """Yield the events of execution ``msg_id`` until it goes idle, its kernel dies, the
+        deadline passes or (``stoppable``) a ``Stop`` for it arrives; in the last two cases
+        return with ``record.finished`` False and no failure."""
         events = self.session.events
         while not record.finished:
             try:
@@ -58,6 +144,11 @@ class Runner:
                 return
             for event in record.drop(events.take_dropped()):
                 yield event
+            if isinstance(item, Stop):
+                if stoppable and item.msg_id == msg_id:
+                    self._stopped = msg_id
+                    return
+                continue
             if isinstance(item, Broken):
                 for event in record.fail(
                     f"the sandbox is broken: {item.reason}; call restart() or cleanup()"
@@ -76,29 +167,30 @@ class Runner:
                 yield event
 
     async def _stop_overrun(
-        self, msg_id: str, record: ExecutionRecord, limit: float
+        self, msg_id: str, record: ExecutionRecord, reason: str
     ) -> AsyncIterator[StreamEvent]:
-        """Interrupt an overrunning execution; kill and restart the kernel if it ignores that."""
+        """Interrupt an execution (``reason`` says why); kill and restart the kernel if it
+        ignores that."""
         session = self.session
-        timed_out = f"execution timed out after {limits.format_seconds(limit)}"
         await session.interrupt()
         loop = asyncio.get_running_loop()
         grace = ExecutionRecord(0)  # the interrupted cell's KeyboardInterrupt is not the story
-        async for _ in self._follow(msg_id, grace, loop.time() + self.interrupt_grace):
+        until = loop.time() + self.interrupt_grace
+        async for _ in self._follow(msg_id, grace, until, stoppable=False):
             pass
         if grace.finished:
             await session.collect_reply(msg_id, record)
             await session.list_changed_files(record)
-            for event in record.fail(timed_out):
+            for event in record.fail(reason):
                 yield event
             return
         if grace.failure is not None:  # the kernel died while being interrupted (and was restarted)
-            for event in record.fail(f"{timed_out}; {grace.failure}"):
+            for event in record.fail(f"{reason}; {grace.failure}"):
                 yield event
             return
-        yield record.info(f"{timed_out}; the kernel ignored the interrupt and is being restarted")
+        yield record.info(f"{reason}; the kernel ignored the interrupt and is being restarted")
         restarted = await session.restart()
-        for event in record.fail(f"{timed_out}; {restarted}"):
+        for event in record.fail(f"{reason}; {restarted}"):
             yield event
 
     async def _recover_from_death(

@@ -189,11 +189,14 @@ class Session:
 
     def execute(self, code: str, *, silent: bool = False) -> str:
         """Send an execute request (stdin off, the changed-files expression on); its msg_id."""
-        msg_id = self.kc.execute(
-            code, silent=silent, allow_stdin=False, user_expressions=FILES_EXPRESSIONS
+        msg_id = str(
+            self.kc.execute(
+                code, silent=silent, allow_stdin=False, user_expressions=FILES_EXPRESSIONS
+            )
         )
-        self.events.current = str(msg_id)
-        return str(msg_id)
+        if not silent:  # dropped output is counted for the user's execution, not a listing
+            self.events.current = msg_id
+        return msg_id
 
     async def collect_reply(self, msg_id: str, record: ExecutionRecord) -> None:
         """Read the shell reply of ``msg_id`` (it precedes idle) so replies never pile up."""

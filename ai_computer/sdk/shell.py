@@ -47,15 +47,19 @@ class Shell:
         self._output_limit = output_limit
 
     async def execute(
-        self, command: str, args: list[str] | None = None, timeout: float | None = None
+        self,
+        command: str,
+        args: list[str] | None = None,
+        timeout: limits.Timeout = limits.USE_CLIENT_DEFAULT,
     ) -> SandboxResponse:
         """Run ``command`` with ``args``; ``data`` holds ``stdout``, ``stderr``, ``exit_code``.
 
-        ``success`` is ``exit_code == 0``. Past ``timeout`` seconds (default: the client's)
-        the command and all its descendants get SIGTERM, then SIGKILL, and the error says so.
+        ``success`` is ``exit_code == 0``. Past ``timeout`` seconds (default: the client's;
+        ``None``: no limit) the command and all its descendants get SIGTERM, then SIGKILL,
+        and the error says so.
         """
         argv = command_argv(command, args)
-        limit = self._default_timeout if timeout is None else limits.parse_timeout(timeout)
+        limit = limits.call_timeout(timeout, self._default_timeout)
         if limit is not None:
             argv = bounded_argv(argv, limit)
         safety_net = None if limit is None else limit + _KILL_AFTER + 10

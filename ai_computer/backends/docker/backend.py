@@ -168,13 +168,13 @@ class DockerBackend(Backend):
         """Create the volumes unless they exist, then start the kernel's container, the relay
         and (unless it runs) the holder side by side: little time is added to a start. What one
         start made is removed again if another failed."""
+        kernel_config = self.kernel_config(spec, argv)  # every config first: nothing half-made
+        relay_config = specs.relay_container(spec, source("relay.py"))
         self._ensure_volumes(spec)
         with ThreadPoolExecutor(3, thread_name_prefix="ai-computer-start") as pool:
-            kernel = pool.submit(_start_container, self.kernel_config(spec, argv), "sandbox")
+            kernel = pool.submit(_start_container, kernel_config, "sandbox")
             holder = pool.submit(self._ensure_holder, spec)
-            relay = pool.submit(
-                _start_container, specs.relay_container(spec, source("relay.py")), "relay"
-            )
+            relay = pool.submit(_start_container, relay_config, "relay")
         failure = next((f.exception() for f in (kernel, holder, relay) if f.exception()), None)
         if failure is not None:
             for made in (kernel, relay):
