@@ -18,6 +18,7 @@ from .errors import (
     SandboxStartError,
     SandboxStateError,
 )
+from .limits import USE_CLIENT_DEFAULT
 from .models import FileOperationResponse, SandboxResponse, StreamEvent
 
 if TYPE_CHECKING:
@@ -45,6 +46,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "USE_CLIENT_DEFAULT",
     "DockerUnavailableError",
     "FileOperationResponse",
     "ImageBuildError",

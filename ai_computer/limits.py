@@ -125,6 +125,8 @@ class _ClientDefault(enum.Enum):
     def __repr__(self) -> str:
         return "USE_CLIENT_DEFAULT"
 
+    __str__ = __repr__
+
 
 USE_CLIENT_DEFAULT = _ClientDefault.USE_CLIENT_DEFAULT
 """A call's ``timeout`` when it was not given: the client's own. ``None`` means no limit."""

@@ -22,10 +22,11 @@ CHANGED_FILES_LIMIT = 1000
 
 
 def kernel_arguments(message_limit: int) -> list[str]:
-    """ipykernel options for every sandbox kernel: no history database, and the start-up
+    """ipykernel options for every sandbox kernel: history kept in memory (``history_request``
+    and ``%history`` answer as a stock kernel's do; nothing is written to disk), and the start-up
     patches (the working directory on sys.path, bounded streams and messages)."""
     return [
-        "--HistoryManager.enabled=False",
+        "--HistoryManager.hist_file=:memory:",
         kernel_line("working_directory.py"),
         kernel_line("stream_limits.py"),
         kernel_line("bounded_messages.py", LIMIT=message_limit - _MESSAGE_MARGIN),

@@ -52,8 +52,9 @@ class Execution:
         self._changed = asyncio.Event()
 
     def put(self, event: StreamEvent) -> None:
-        self._events.append(event)
-        self._changed.set()
+        if self.stream:  # execute_code reads the record, not the events
+            self._events.append(event)
+            self._changed.set()
 
     def end(self, error: BaseException | None = None) -> None:
         self.error, self.finished = error, True
