@@ -12,7 +12,6 @@ import pytest
 from sandbox_checks import run_client, still_works
 
 from ai_computer import SandboxClient
-from ai_computer.sdk.messages import RECEIVE_HWM, max_message_size
 
 NOTICE = "[output truncated: more than 1M of output; the rest is dropped]"
 
@@ -124,7 +123,7 @@ CLIENT_UNDER_FLOOD = dedent("""
                 if not response.success:
                     await client.restart()
             last = await client.execute_code('1 + 1')
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        peak = int(open('/proc/self/status').read().split('VmHWM:')[1].split()[0]) * 1024
         print(json.dumps({'results': results, 'peak': peak, 'last': last.data['result']}))
 
     asyncio.run(main())
@@ -140,9 +139,5 @@ def test_client_memory_stays_bounded_under_floods(docker_engine: docker.DockerCl
     assert results["forged"][1].startswith("the sandbox is broken: it sent a message of 6000")
     assert all(seconds < 20 for _, _, seconds in results.values()), results
     assert report["last"] == "2"
-    # 100 MB, 60 MB and ~1 GB of output went through a client that never held more than its
-    # design allows: RCVHWM messages of the largest frame in libzmq (when the reader falls
-    # behind, as on a loaded machine), the queue's budget, and the interpreter (typically the
-    # whole peak is about 60 MB).
-    most = RECEIVE_HWM * max_message_size(1 << 20) + (1 << 20) + 16 * (1 << 20) + 64 * (1 << 20)
-    assert report["peak"] < most, (report["peak"], most)
+    # 100 MB, 60 MB and ~1 GB of output went through a client that never held more than:
+    assert report["peak"] < 200 * (1 << 20), report["peak"]
