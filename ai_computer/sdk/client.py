@@ -100,8 +100,7 @@ class SandboxClient:
         self._session: Session | None = None
         self._runner: Runner | None = None
         self._lock = asyncio.Lock()
-        self._executions: set[Execution] = set()
-        self._execution_tasks: set[asyncio.Task[None]] = set()
+        self._executions: set[Execution] = set()  # those whose task has not ended
         self._executor: ThreadPoolExecutor | None = None
         self._running_execs: set[ExecHandle] = set()
         self.fs = FileSystem(self._exec, max_size=self.disk_limit)
@@ -166,7 +165,7 @@ class SandboxClient:
             return SandboxResponse(success=True, data={"sandbox_id": self.sandbox_id})
         self._state = _State.CLOSED
         self._shut_workers()
-        running = list(self._execution_tasks)
+        running = [execution.task for execution in self._executions if execution.task]
         for task in running:  # they end with "the sandbox was cleaned up during the call"
             task.cancel()
         await asyncio.gather(*running, return_exceptions=True)
@@ -204,8 +203,9 @@ class SandboxClient:
             "timeout": self.timeout,
         }
 
-    def _live(self) -> Session:
-        """The started session, or the state error that says why there is none to use."""
+    def _live(self, *, broken_too: bool = False) -> Session:
+        """The started session, or the state error that says why there is none to use (a
+        broken one only with ``broken_too``: restart() is the way back from it)."""
         if self._state is _State.NEW:
             raise SandboxStateError(
                 "the sandbox is not set up: call `await client.setup()` first "
@@ -217,7 +217,7 @@ class SandboxClient:
             )
         if self._state is _State.STARTING or self._session is None:
             raise SandboxStateError("the sandbox is still starting: await setup() first")
-        if self._session.broken is not None:
+        if self._session.broken is not None and not broken_too:
             raise SandboxStateError(
                 f"the sandbox is broken ({self._session.broken}); call restart() or cleanup()"
             )
@@ -286,9 +286,7 @@ class SandboxClient:
                 earlier.stop(session)  # nobody reads it: it must not hold the sandbox
         execution = Execution(ExecutionRecord(self.output_limit), stream=stream)
         self._executions.add(execution)
-        task = asyncio.create_task(self._drive(execution, code, limit))
-        self._execution_tasks.add(task)
-        task.add_done_callback(self._execution_tasks.discard)
+        execution.task = asyncio.create_task(self._drive(execution, code, limit))
         return execution
 
     async def _drive(self, execution: Execution, code: str, limit: float | None) -> None:
@@ -327,10 +325,7 @@ class SandboxClient:
 
         Also the way back from a broken sandbox. ``data["message"]`` says what was kept.
         """
-        if self._state is not _State.READY or self._session is None:
-            self._live()
-        assert self._session is not None
-        session = self._session
+        session = self._live(broken_too=True)
         async with self._lock:
             message = await session.restart()
         if session.broken is not None:

@@ -42,6 +42,8 @@ class Execution:
         self.record = record
         self.stream = stream
         self.msg_id: str | None = None
+        self.task: asyncio.Task[None] | None = None
+        """The task that runs it under the sandbox's lock (``SandboxClient._drive``)."""
         self.error: BaseException | None = None
         """What ended the execution's task instead of a result (the sandbox was cleaned up)."""
         self.finished = False
