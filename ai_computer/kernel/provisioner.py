@@ -35,6 +35,7 @@ else:
 
 from .. import limits
 from ..backends import backend as named_backend
+from ..backends import reaper
 from ..backends.base import Backend, ContainerExit, SandboxSpec
 from ..backends.labels import owner_labels
 from ..errors import SandboxError, SandboxStartError
@@ -157,9 +158,7 @@ class DockerSandboxProvisioner(SandboxProvisionerConfig):
         key = old_key or getattr(getattr(self.parent, "session", None), "key", None)
         kernel_name = self.kernel_spec.name if self.kernel_spec else ""
         spec = self.spec
-        info = await asyncio.to_thread(
-            self.backend.prepare, spec, key or new_id_bytes(), kernel_name
-        )
+        info = await asyncio.to_thread(self._prepare, spec, key or new_id_bytes(), kernel_name)
         self.connection_info = info  # type: ignore[assignment]  # KernelConnectionInfo is loose
         argv = list(self.kernel_spec.argv) if self.kernel_spec and self.kernel_spec.argv else []
         extra = kwargs.pop("extra_arguments", None) or []
@@ -276,6 +275,12 @@ class DockerSandboxProvisioner(SandboxProvisionerConfig):
         self._relay_id = provisioner_info.get("relay_id")
 
     # -- launching -------------------------------------------------------------------------
+
+    def _prepare(self, spec: SandboxSpec, key: bytes | str, kernel_name: str) -> dict[str, Any]:
+        """In a worker thread: this process's watchdog (the sandbox dies with its owner), then
+        the backend's host side."""
+        reaper.watch(self.runtime_root)
+        return self.backend.prepare(spec, key, kernel_name)
 
     def _take_over(self, spare: DockerSandboxProvisioner) -> None:
         """Become the provisioner of a launched spare sandbox (its kernel is this kernel now)."""

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import logging
 import os
 import tempfile
+import threading
 import uuid
+import weakref
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -40,6 +43,48 @@ T = TypeVar("T")
 # Worker threads for one sandbox's file, shell and package commands: a sandbox that stops its
 # commands ties up its own workers (until their timeouts), never another sandbox's or the loop's.
 _EXEC_WORKERS = 4
+
+
+log = logging.getLogger(__name__)
+
+
+class _DroppedClient:
+    """What a ``SandboxClient`` leaves for its finalizer: enough to remove its sandbox if it is
+    garbage-collected without ``cleanup()``, and nothing that refers back to the client."""
+
+    def __init__(self, sandbox_id: str) -> None:
+        self.sandbox_id = sandbox_id
+        self.session: Session | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def collect(self) -> None:
+        """Called by the finalizer (any thread, no await): close the client's sockets on its
+        loop, and remove its sandbox in a thread of its own, so nothing here blocks."""
+        session, self.session = self.session, None
+        if session is None:
+            return
+        log.warning(
+            "a SandboxClient (sandbox %s) was garbage-collected without cleanup(); removing its "
+            "sandbox. Call `await client.cleanup()` or use `async with SandboxClient() as client:`",
+            self.sandbox_id,
+        )
+        loop = self.loop
+        try:
+            if loop is None or loop.is_closed():
+                raise RuntimeError("no loop")
+            loop.call_soon_threadsafe(session.abandon)
+        except RuntimeError:  # its loop is gone: nothing runs on it any more
+            session.abandon()
+        # Not a daemon: an interpreter that is exiting waits for the removal (a second or so).
+        remove = partial(session.backend.remove, self.sandbox_id)
+        threading.Thread(target=_quietly, args=(remove,), name="ai-computer-dropped").start()
+
+
+def _quietly(function: Callable[[], object]) -> None:
+    try:
+        function()
+    except Exception as exc:  # housekeeping: `ai-computer gc` is the fallback
+        log.warning("removing a dropped sandbox failed: %s", exc)
 
 
 class _State(enum.Enum):
@@ -101,6 +146,8 @@ class SandboxClient:
         self._runner: Runner | None = None
         self._lock = asyncio.Lock()
         self._executions: set[Execution] = set()  # those whose task has not ended
+        self._dropped = _DroppedClient(self.sandbox_id)
+        self._finalizer = weakref.finalize(self, self._dropped.collect)
         self._executor: ThreadPoolExecutor | None = None
         self._running_execs: set[ExecHandle] = set()
         self.fs = FileSystem(self._exec, max_size=self.disk_limit)
@@ -147,6 +194,7 @@ class SandboxClient:
             await session.close()
             raise SandboxStateError("the sandbox was cleaned up while it was starting")
         self._runner = Runner(self._session, self.interrupt_grace)
+        self._dropped.session, self._dropped.loop = self._session, asyncio.get_running_loop()
         self._state = _State.READY
         return SandboxResponse(success=True, data=self._describe())
 
@@ -164,6 +212,7 @@ class SandboxClient:
         if self._state is _State.CLOSED:
             return SandboxResponse(success=True, data={"sandbox_id": self.sandbox_id})
         self._state = _State.CLOSED
+        self._finalizer.detach()
         self._shut_workers()
         running = [execution.task for execution in self._executions if execution.task]
         for task in running:  # they end with "the sandbox was cleaned up during the call"

@@ -36,6 +36,9 @@ from ..limits import MIB
 RECEIVE_HWM = 16
 """Unread messages a client socket buffers; past it, libzmq stops reading from the kernel."""
 _RECONNECT_INTERVAL_MS = 10  # reconnect quickly to the kernel's sockets (ZMQ's default is 100 ms)
+LINGER_MS = 1000
+"""How long a closed socket may still try to deliver what it holds: bounded, so that closing a
+client (or collecting one that was dropped) never waits for a sandbox that is gone."""
 _SMALL_MESSAGE = 4096  # status messages up to this size pass even when the byte budget is spent
 _BULK_TYPES = frozenset(
     {"stream", "display_data", "update_display_data", "execute_result", "error"}
@@ -106,6 +109,7 @@ def max_message_size(output_limit: int) -> int:
 def configure_context(context: zmq.Context[Any], output_limit: int) -> None:
     """Set the limits of every socket later made from ``context``."""
     context.setsockopt(zmq.RECONNECT_IVL, _RECONNECT_INTERVAL_MS)
+    context.setsockopt(zmq.LINGER, LINGER_MS)
     context.setsockopt(zmq.MAXMSGSIZE, max_message_size(output_limit))
     context.setsockopt(zmq.RCVHWM, RECEIVE_HWM)
 

@@ -16,6 +16,7 @@ import logging
 from collections.abc import Awaitable
 from typing import Any
 
+import zmq
 from jupyter_client.asynchronous.client import AsyncKernelClient
 
 from .. import limits
@@ -28,6 +29,7 @@ from ..kernel.provisioner import DockerSandboxProvisioner
 from ..kernel.startup import CHANGED_FILES_EXPRESSION, changed_files_arguments
 from .execution import ExecutionRecord
 from .messages import (
+    LINGER_MS,
     KernelProtocolError,
     MessageQueue,
     configure_context,
@@ -132,6 +134,7 @@ class Session:
         """Start the sandbox and wait until its kernel answers on both channels. On any failure
         (or cancellation) everything it made is removed before the error propagates."""
         km = SandboxKernelManager(sandbox_kernel_spec(provisioner_config))
+        km.context.setsockopt(zmq.LINGER, LINGER_MS)  # its control socket, made at start
         session = cls(
             sandbox_id,
             km,
@@ -249,6 +252,15 @@ class Session:
                 "e.g. by a restart of the Docker engine)"
             )
         return "restarted (variables lost, files in /workspace kept)"
+
+    def abandon(self) -> None:
+        """Stop the readers and watchers and close the channels at once, without waiting (for a
+        client that was dropped: its sandbox is removed by label elsewhere)."""
+        for task in [*self._tasks, *self._exit_watchers]:
+            task.cancel()
+        self._tasks, self._exit_watchers = [], []
+        if self._kc is not None:
+            self._kc.stop_channels()
 
     async def close(self) -> None:
         """Stop the readers and watchers, close the channels, shut the kernel down and remove
