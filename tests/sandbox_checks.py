@@ -24,8 +24,12 @@ async def still_works(client: SandboxClient) -> None:
 def leftovers(engine: docker.DockerClient, sandbox_id: str) -> list[str]:
     """What exists of a sandbox: its containers, volumes and runtime directory."""
     selector = {"label": f"{SANDBOX_LABEL}={sandbox_id}"}
-    found = [f"container {c.name}" for c in engine.containers.list(all=True, filters=selector)]
-    found += [f"volume {v.name}" for v in engine.volumes.list(filters=selector)]
+    # The low-level listing: containers.list() inspects each one, which fails with a 404 for a
+    # container removed meanwhile.
+    found = [
+        f"container {c['Names'][0]}" for c in engine.api.containers(all=True, filters=selector)
+    ]
+    found += [f"volume {v['Name']}" for v in engine.api.volumes(filters=selector)["Volumes"] or []]
     if os.path.exists(os.path.join(default_runtime_root(), sandbox_id)):
         found.append("runtime dir")
     return found

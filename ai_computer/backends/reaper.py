@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import subprocess
 import sys
 import threading
 
@@ -31,8 +30,6 @@ log = logging.getLogger(__name__)
 _lock = threading.Lock()
 _pipes: dict[int, int] = {}  # owner pid -> the write end of its watchdog's pipe
 _roots: dict[int, set[str]] = {}  # owner pid -> the runtime roots told to its watchdog
-# The watchdogs themselves: kept, so that no Popen is collected (and warns) while it runs.
-_watchdogs: dict[int, subprocess.Popen[bytes]] = {}
 
 
 def watch(runtime_root: str) -> None:
@@ -43,7 +40,7 @@ def watch(runtime_root: str) -> None:
         try:
             write = _pipes.get(pid)
             if write is None:
-                _watchdogs[pid], write = _start()
+                write = _start()
                 _pipes[pid], _roots[pid] = write, set()
             if runtime_root not in _roots[pid]:
                 os.write(write, runtime_root.encode() + b"\n")
@@ -57,24 +54,28 @@ def watch(runtime_root: str) -> None:
             _pipes.pop(pid, None)
 
 
-def _start() -> tuple[subprocess.Popen[bytes], int]:
-    """Start the watchdog; return it and the write end of its pipe."""
+def _start() -> int:
+    """Start the watchdog; return the write end of its pipe. posix_spawn rather than Popen: the
+    watchdog outlives this process, and a Popen would warn when collected while it runs."""
     read, write = os.pipe()
     try:
-        process = subprocess.Popen(
+        os.posix_spawn(
+            sys.executable,
             [sys.executable, "-m", __name__, current_owner().label()],
-            stdin=read,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            cwd="/",
-            start_new_session=True,
+            os.environ,
+            file_actions=[
+                (os.POSIX_SPAWN_DUP2, read, 0),
+                (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
+                (os.POSIX_SPAWN_OPEN, 2, os.devnull, os.O_WRONLY, 0),
+            ],
+            setsid=True,
         )
     except OSError:
         os.close(write)
         raise
     finally:
         os.close(read)
-    return process, write
+    return write
 
 
 def _forget_in_child() -> None:
@@ -83,7 +84,6 @@ def _forget_in_child() -> None:
         os.close(write)
     _pipes.clear()
     _roots.clear()
-    _watchdogs.clear()
 
 
 os.register_at_fork(after_in_child=_forget_in_child)
@@ -107,6 +107,7 @@ def reap(owner_label: str, runtime_roots: set[str]) -> list[str]:
 def main(argv: list[str]) -> int:
     """The watchdog: wait for the owner's end of the pipe to close, then reap."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    os.chdir("/")  # hold no directory of the owner's
     [owner_label] = argv
     roots = {line.decode().strip() for line in sys.stdin.buffer if line.strip()}
     reap(owner_label, roots)

@@ -261,6 +261,10 @@ class Session:
         self._tasks, self._exit_watchers = [], []
         if self._kc is not None:
             self._kc.stop_channels()
+        # The manager's control socket and context, which a shutdown would have closed.
+        self.km._close_control_socket()
+        if self.km.context is not None and not self.km.context.closed:
+            self.km.context.destroy(linger=0)
 
     async def close(self) -> None:
         """Stop the readers and watchers, close the channels, shut the kernel down and remove

@@ -41,8 +41,12 @@ BOUND = 30  # seconds: the watchdog takes about one
 
 def _objects(engine: docker.DockerClient, pid: int) -> list[str]:
     selector = {"label": f"{OWNER_PID_LABEL}={pid}"}
-    found = [f"container {c.name}" for c in engine.containers.list(all=True, filters=selector)]
-    return found + [f"volume {v.name}" for v in engine.volumes.list(filters=selector)]
+    found = [
+        f"container {c['Names'][0]}" for c in engine.api.containers(all=True, filters=selector)
+    ]
+    return found + [
+        f"volume {v['Name']}" for v in engine.api.volumes(filters=selector)["Volumes"] or []
+    ]
 
 
 def test_sandboxes_go_when_their_owner_is_killed(docker_engine: docker.DockerClient) -> None:
