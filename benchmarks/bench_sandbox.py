@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import time
 from collections.abc import Awaitable, Callable
@@ -128,6 +129,52 @@ async def sandbox_io_figures(executes: int) -> dict[str, list[float]]:
     return figures
 
 
+async def history_figures(executes: int) -> tuple[list[float], list[float]]:
+    """execute_code('1+1') with the kernel's history in memory (as shipped) and with it off (as
+    before), in alternating batches of the same run so that the machine's noise hits both."""
+    from ai_computer.kernel import startup
+
+    shipped = startup.kernel_arguments
+
+    def history_off(message_limit: int) -> list[str]:
+        return ["--HistoryManager.enabled=False", *shipped(message_limit)[1:]]
+
+    async with SandboxClient() as with_history:
+        startup.kernel_arguments = history_off
+        try:
+            without = SandboxClient()
+            await without.setup()
+        finally:
+            startup.kernel_arguments = shipped
+        on: list[float] = []
+        off: list[float] = []
+        for _ in range(max(1, executes // 20)):
+            on += [await timed(partial(with_history.execute_code, "1+1")) for _ in range(20)]
+            off += [await timed(partial(without.execute_code, "1+1")) for _ in range(20)]
+        await without.cleanup()
+    return on, off
+
+
+async def cancel_figures(cancels: int) -> tuple[list[float], list[float]]:
+    """From a caller's cancel to the next call's result: code that takes the interrupt, and code
+    that ignores it (the kernel is restarted after interrupt_grace)."""
+    stubborn = (
+        "import time\nwhile True:\n    try: time.sleep(30)\n    except KeyboardInterrupt: pass"
+    )
+
+    async def after_cancel(client: SandboxClient, code: str) -> float:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(client.execute_code(code), 0.5)
+        started = time.perf_counter()
+        await client.execute_code("1+1")
+        return time.perf_counter() - started
+
+    async with SandboxClient() as client:
+        soft = [await after_cancel(client, "import time; time.sleep(30)") for _ in range(cancels)]
+        hard = [await after_cancel(client, stubborn) for _ in range(min(cancels, 3))]
+    return soft, hard
+
+
 def row(name: str, samples: list[float], baseline: list[float] | None = None) -> str:
     p50, p90 = percentile(samples, 0.5) * 1000, percentile(samples, 0.9) * 1000
     line = f"{name:<44} p50 {p50:9.2f} ms   p90 {p90:9.2f} ms   n={len(samples)}"
@@ -159,6 +206,12 @@ async def main() -> None:
     pool_acquire, pool_first_result = await pool_figures(args.starts)
     print(row("pool: acquire(), one idle", pool_acquire, local_start))
     print(row("pool: acquire() + execute_code('1+1')", pool_first_result, local_start))
+    history_on, history_off = await history_figures(args.executes)
+    print(row("sandbox: execute_code('1+1'), history off", history_off, local_execute))
+    print(row("sandbox: execute_code('1+1'), history on", history_on, local_execute))
+    soft, hard = await cancel_figures(5)
+    print(row("cancel -> next result (interruptible)", soft))
+    print(row("cancel -> next result (ignores SIGINT)", hard))
     for name, samples in (await sandbox_io_figures(args.executes)).items():
         print(row(name, samples))
 
