@@ -17,6 +17,7 @@ This module is also the watchdog's program: ``python -m ai_computer.backends.rea
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -51,7 +52,10 @@ def watch(runtime_root: str) -> None:
                 "a killed process leaves",
                 exc,
             )
-            _pipes.pop(pid, None)
+            stale = _pipes.pop(pid, None)
+            if stale is not None:
+                with contextlib.suppress(OSError):
+                    os.close(stale)
 
 
 def _start() -> int:
@@ -80,6 +84,8 @@ def _start() -> int:
 
 def _forget_in_child() -> None:
     # A forked child is an owner of its own: the parent's pipe must close when the parent dies.
+    global _lock
+    _lock = threading.Lock()  # a thread of the parent may have held it at the fork
     for write in _pipes.values():
         os.close(write)
     _pipes.clear()
@@ -98,8 +104,11 @@ def reap(owner_label: str, runtime_roots: set[str]) -> list[str]:
     removed = []
     for info in engine.list_sandboxes():
         if info.labels.get(OWNER_LABEL) == owner_label:
-            for root in roots:
-                engine.remove(info.sandbox_id, root)
+            try:
+                for root in roots:
+                    engine.remove(info.sandbox_id, root)
+            except Exception:  # the others still go; gc finds this one later
+                continue
             removed.append(info.sandbox_id)
     return removed
 

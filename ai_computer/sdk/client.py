@@ -10,6 +10,7 @@ the sandbox's engine is reached only through the session's backend.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 import os
@@ -34,7 +35,7 @@ from .execution import ExecutionRecord
 from .files import FileSystem, sandbox_path
 from .messages import max_message_size
 from .packages import PackageError, check_specifiers, stage_packages, tar_chunks, unpack_argv
-from .runner import Execution, Runner
+from .runner import UNREAD_AFTER, Execution, Runner
 from .session import Session
 from .shell import Shell
 
@@ -68,16 +69,24 @@ class _DroppedClient:
             "sandbox. Call `await client.cleanup()` or use `async with SandboxClient() as client:`",
             self.sandbox_id,
         )
+        # First, whatever happens next. Not a daemon: a program that ends soon after still
+        # waits for the removal (a second or so); at interpreter exit the owner's watchdog
+        # removes the sandbox anyway.
+        remove = partial(session.backend.remove, self.sandbox_id, session.provisioner.runtime_root)
+        threading.Thread(target=_quietly, args=(remove,), name="ai-computer-dropped").start()
         loop = self.loop
         try:
-            if loop is None or loop.is_closed():
-                raise RuntimeError("no loop")
-            loop.call_soon_threadsafe(session.abandon)
-        except RuntimeError:  # its loop is gone: nothing runs on it any more
+            if loop is not None and not loop.is_closed():
+                loop.call_soon_threadsafe(session.abandon)
+                return
+        except RuntimeError:  # closed meanwhile
+            pass
+        with contextlib.suppress(Exception):  # its loop is gone: nothing runs on it any more
             session.abandon()
-        # Not a daemon: an interpreter that is exiting waits for the removal (a second or so).
-        remove = partial(session.backend.remove, self.sandbox_id)
-        threading.Thread(target=_quietly, args=(remove,), name="ai-computer-dropped").start()
+
+
+def _sent(execution: Execution, session: Session, msg_id: str) -> None:
+    execution.sent(msg_id, session)
 
 
 def _quietly(function: Callable[[], object]) -> None:
@@ -203,7 +212,7 @@ class SandboxClient:
         if self._state is _State.NEW:
             return await self.setup()
         session = self._live()
-        async with self._lock:
+        async with self._turn():
             await session.handshake(timeout or self.startup_timeout)
         return SandboxResponse(success=True, data=self._describe())
 
@@ -311,8 +320,9 @@ class SandboxClient:
 
         A stream that is closed (``aclose()``, or dropped and collected) or cancelled stops its
         code as a cancelled ``execute_code`` does. One that is left unread (a ``break`` with the
-        stream kept) is stopped the same way as soon as another execution starts on this client:
-        the sandbox is never held by a stream nobody reads.
+        stream kept) is stopped the same way when the task that read it makes another call on
+        this client, or when another call has waited ``UNREAD_AFTER`` seconds behind it without
+        it being read: the sandbox is never held by a stream nobody reads.
         """
         execution = self._start_execution(code, timeout, stream=True)
         try:
@@ -330,19 +340,39 @@ class SandboxClient:
             raise TypeError(f"code must be a str, not {type(code).__name__}")
         limit = limits.call_timeout(timeout, self.timeout)
         session = self._live()
-        for earlier in self._executions:
-            if earlier.stream and not earlier.reading:
-                earlier.stop(session)  # nobody reads it: it must not hold the sandbox
+        self._stop_abandoned_streams(session)
         execution = Execution(ExecutionRecord(self.output_limit), stream=stream)
         self._executions.add(execution)
         execution.task = asyncio.create_task(self._drive(execution, code, limit))
         return execution
 
+    def _stop_abandoned_streams(self, session: Session | None) -> None:
+        """Stop the streams nobody reads any more: they must not hold the sandbox."""
+        for earlier in list(self._executions):
+            if earlier.abandoned():
+                earlier.stop(session)
+
+    @contextlib.asynccontextmanager
+    async def _turn(self) -> AsyncIterator[None]:
+        """The sandbox's lock. A stream nobody reads is stopped first, and again whenever the
+        wait goes on for ``UNREAD_AFTER`` seconds (its reader may have gone quiet since)."""
+        self._stop_abandoned_streams(self._session)
+        while True:
+            try:
+                await asyncio.wait_for(self._lock.acquire(), UNREAD_AFTER)
+                break
+            except TimeoutError:
+                self._stop_abandoned_streams(self._session)
+        try:
+            yield
+        finally:
+            self._lock.release()
+
     async def _drive(self, execution: Execution, code: str, limit: float | None) -> None:
         """The execution's task: run it under the sandbox's lock, queueing its events."""
         error: BaseException | None = None
         try:
-            async with self._lock:
+            async with self._turn():
                 if execution.stopped:  # its caller left while it waited for its turn
                     return
                 session = self._live()
@@ -350,9 +380,7 @@ class SandboxClient:
                 self._live()  # the cut, if any, may have left it broken
                 assert self._runner is not None
 
-                def sent(msg_id: str) -> None:
-                    execution.msg_id = msg_id
-
+                sent = partial(_sent, execution, session)
                 async for event in self._runner.run(code, limit, execution.record, sent):
                     execution.put(event)
         except asyncio.CancelledError:  # cleanup() ends the executions still running
@@ -375,7 +403,7 @@ class SandboxClient:
         Also the way back from a broken sandbox. ``data["message"]`` says what was kept.
         """
         session = self._live(broken_too=True)
-        async with self._lock:
+        async with self._turn():
             message = await session.restart()
         if session.broken is not None:
             return SandboxResponse(success=False, error=message)

@@ -12,6 +12,7 @@ execution may start.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 
@@ -23,6 +24,9 @@ from .messages import parent_id
 from .session import Broken, Session
 
 CANCELLED = "the execution was cancelled by its caller"
+UNREAD_AFTER = 2.0
+"""Seconds a stream may go unread while another call on its client waits, before it is taken
+for abandoned and stopped (a reader that forwards each event elsewhere takes far less)."""
 
 
 class Stop:
@@ -48,8 +52,10 @@ class Execution:
         """What ended the execution's task instead of a result (the sandbox was cleaned up)."""
         self.finished = False
         self.stopped = False
+        self.reader: asyncio.Task[object] | None = None
+        """The task that last read the stream (None: not read yet)."""
         self.reading = False
-        """True while a stream's reader waits for the next event."""
+        self.read_at = time.monotonic()
         self._events: deque[StreamEvent] = deque()
         self._changed = asyncio.Event()
 
@@ -64,13 +70,13 @@ class Execution:
 
     async def next(self) -> StreamEvent | None:
         """The next event, or None once the execution has ended and every event was read."""
-        self.reading = True
+        self.reader, self.reading = asyncio.current_task(), True
         try:
             while not self._events and not self.finished:
                 self._changed.clear()
                 await self._changed.wait()
         finally:
-            self.reading = False
+            self.reading, self.read_at = False, time.monotonic()
         return self._events.popleft() if self._events else None
 
     async def ended(self) -> None:
@@ -78,6 +84,22 @@ class Execution:
         while not self.finished:
             self._changed.clear()
             await self._changed.wait()
+
+    def abandoned(self) -> bool:
+        """Whether nobody reads this stream any more: its reader has ended, or is the task now
+        starting something else on the client (one task reads one thing at a time), or has not
+        asked for an event for ``UNREAD_AFTER`` seconds while another call waits."""
+        if not self.stream or self.finished:
+            return False
+        if self.reader is None or self.reader.done() or self.reader is asyncio.current_task():
+            return True
+        return not self.reading and time.monotonic() - self.read_at > UNREAD_AFTER
+
+    def sent(self, msg_id: str, session: Session) -> None:
+        """The execution's request went out as ``msg_id`` (a stop asked before is passed on)."""
+        self.msg_id = msg_id
+        if self.stopped:
+            session.events.put(Stop(msg_id))
 
     def stop(self, session: Session | None) -> None:
         """Ask for the execution to be interrupted (once); its task does the rest."""

@@ -57,12 +57,12 @@ class Broken:
 
 
 async def cancel_all(tasks: list[asyncio.Task[None]]) -> None:
-    """Cancel ``tasks`` and wait until they have ended, whatever they raise."""
+    """Cancel ``tasks`` and wait until they have ended, whatever they raise (the caller's own
+    cancellation still propagates)."""
     for task in tasks:
         task.cancel()
-    for task in tasks:
-        with contextlib.suppress(BaseException):
-            await task
+    if tasks:
+        await asyncio.wait(tasks)
 
 
 async def race(
@@ -396,6 +396,8 @@ class Session:
                     item, _ = await self.events.get()
                     if isinstance(item, Broken):
                         await self._raise_start_failure(f"the kernel {item.reason}")
+                    if not isinstance(item, dict | ContainerExit):
+                        continue  # a late stop of an execution that has ended (runner.Stop)
                     if isinstance(item, ContainerExit):
                         if self.is_current(item):
                             await self._raise_start_failure(describe_exit(item, self.memory_limit))

@@ -81,3 +81,35 @@ async def test_cleanup_ends_a_running_call_with_a_clear_error(docker_engine: obj
     await client.cleanup()
     with pytest.raises(SandboxStateError, match="cleaned up during the call"):
         await asyncio.wait_for(running, NEXT_CALL_BOUND)
+
+
+async def test_a_stream_another_task_reads_is_waited_for_not_stopped(
+    sandbox: SandboxClient,
+) -> None:
+    code = "import time\nfor i in range(3):\n    print(i, flush=True)\n    time.sleep(0.3)"
+    seen: list[str] = []
+
+    async def forward() -> None:  # as a server forwarding events to its client would
+        async for event in sandbox.execute_code_stream(code):
+            seen.append(event.type if event.type == "completed" else event.data)
+            await asyncio.sleep(0.2)
+
+    reader = asyncio.create_task(forward())
+    await asyncio.sleep(0.5)
+    after = await asyncio.wait_for(sandbox.execute_code("print('next')"), NEXT_CALL_BOUND)
+    await reader
+    assert "".join(seen[:-1]) == "0\n1\n2\n" and seen[-1] == "completed"
+    assert after.data["output"] == "next\n"
+
+
+async def test_a_stop_before_the_request_is_sent_still_stops_it(sandbox: SandboxClient) -> None:
+    blocker = asyncio.create_task(sandbox.execute_code("import time; time.sleep(1)"))
+    await asyncio.sleep(0.2)
+    waiting = asyncio.create_task(sandbox.execute_code(SLEEP))  # waits for the lock
+    await asyncio.sleep(0.1)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    await blocker
+    after = await asyncio.wait_for(sandbox.execute_code("print('next')"), NEXT_CALL_BOUND)
+    assert after.data["output"] == "next\n"

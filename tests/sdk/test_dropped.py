@@ -14,8 +14,12 @@ import pytest
 from sandbox_checks import leftovers
 
 DROP = dedent("""
-    import asyncio, gc, json, time
+    import asyncio, gc, json, threading, time
     from ai_computer import SandboxClient
+    from ai_computer.backends import backend
+
+    def present(sandbox_id):
+        return any(info.sandbox_id == sandbox_id for info in backend().list_sandboxes())
 
     async def main(keep_running):
         client = SandboxClient()
@@ -26,12 +30,19 @@ DROP = dedent("""
         started = time.monotonic()
         gc.collect()
         collected = time.monotonic() - started
-        if keep_running:
-            await asyncio.sleep(3)  # the loop goes on, as an agent server's does
-        return sandbox_id, collected
+        if keep_running:  # the loop goes on, as an agent server's does
+            while present(sandbox_id) and time.monotonic() - started < 30:
+                await asyncio.sleep(0.2)
+        return sandbox_id, collected, started
 
-    sandbox_id, collected = asyncio.run(main({keep_running}))
-    print(json.dumps({{"sandbox_id": sandbox_id, "collected": collected}}), flush=True)
+    sandbox_id, collected, started = asyncio.run(main({keep_running}))
+    for thread in threading.enumerate():  # the loop has ended: the removal runs on its own
+        if thread.name == "ai-computer-dropped":
+            thread.join(30)
+    # Checked here, while this process (and so its watchdog) still lives.
+    gone = not present(sandbox_id)
+    print(json.dumps({{"sandbox_id": sandbox_id, "collected": collected, "gone": gone,
+                       "seconds": time.monotonic() - started}}), flush=True)
 """)
 BOUND = 30  # seconds for the removal: far above the second or so it takes
 
@@ -50,6 +61,8 @@ def test_a_dropped_client_is_removed_and_nothing_hangs(
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report["collected"] < 5  # the finalizer does not wait for the engine
     assert "without cleanup()" in done.stderr and "await client.cleanup()" in done.stderr
+    assert "removing a dropped sandbox failed" not in done.stderr
+    assert report["gone"], report  # removed by the client's finalizer, not by the watchdog
     deadline = time.monotonic() + BOUND
     while leftovers(docker_engine, report["sandbox_id"]) and time.monotonic() < deadline:
         time.sleep(0.2)
