@@ -6,6 +6,9 @@ Commands come in groups, one subparser each, and every command names its handler
     ai-computer image tag
     ai-computer ps
     ai-computer gc [--dry-run]
+    ai-computer serve [--host H] [--port P] [--token-file F] [--max-sandboxes N] [--per-token N]
+                      [--idle-timeout S] [--prestart N] [limits]
+    ai-computer mcp [limits]
     ai-computer kernelspec install [--sys-prefix | --user | --prefix P] [--name N]
                                    [--display-name D] [--memory-limit M] [--cpu-limit C]
     ai-computer kernelspec list
@@ -319,11 +322,133 @@ def _sandbox_gc(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def _add_service_commands(commands: _Commands) -> None:
+    serve = commands.add_parser(
+        "serve",
+        help="run the HTTP service the original AI Computer client speaks (and MCP at /mcp)",
+        description="Serve sandboxes over HTTP: the API of the original AI Computer service, "
+        "for its client, our SDK's remote mode (SandboxClient(base_url=..., token=...)) and "
+        "MCP at /mcp. Needs the server extra: pip install 'ai-computer[server]'. Every route "
+        "but /dev/token and /healthz needs a bearer token from the token file. SIGTERM or "
+        "Ctrl-C removes every sandbox it made.",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any)")
+    serve.add_argument(
+        "--token-file",
+        default=None,
+        help="bearer tokens, one per line, mode 0600; created with a new token (printed "
+        "once) when missing (default: ~/.config/ai-computer/tokens)",
+    )
+    serve.add_argument(
+        "--give-tokens-to-anyone",
+        action="store_true",
+        help="let POST /dev/token hand a new token to anyone who can reach the server "
+        "(for the original client's token=None; never on a shared network)",
+    )
+    serve.add_argument(
+        "--max-sandboxes", type=_count_argument, default=16, help="sandboxes in all (16)"
+    )
+    serve.add_argument(
+        "--per-token", type=_count_argument, default=4, help="sandboxes per token (4)"
+    )
+    serve.add_argument(
+        "--idle-timeout",
+        type=_timeout_argument,
+        default=600.0,
+        help="remove a sandbox unused for this many seconds, or 'none' (default 600)",
+    )
+    serve.add_argument(
+        "--prestart",
+        type=_prestart_argument,
+        default=0,
+        help=f"sandboxes kept started ahead, 0 to {limits.MAX_PRESTART} (default 0)",
+    )
+    _add_sandbox_options(serve)
+    serve.set_defaults(handler=_serve)
+
+    mcp = commands.add_parser(
+        "mcp",
+        help="an MCP server on stdin/stdout: one sandbox for the session",
+        description="Run the Model Context Protocol server on stdio (for agent hosts that "
+        "start tools as programs). Its tools run in one sandbox, created on first use and "
+        "removed when the session ends. Needs the server extra.",
+    )
+    _add_sandbox_options(mcp)
+    mcp.set_defaults(handler=_mcp)
+
+
+def _add_sandbox_options(parser: argparse.ArgumentParser) -> None:
+    _add_limit_arguments(parser, defaults="default")
+    parser.add_argument(
+        "--disk-limit",
+        type=_limit_argument(limits.parse_disk_limit),
+        help="size of each sandbox's /workspace (default 256M)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=_timeout_argument,
+        default=limits.DEFAULT_TIMEOUT,
+        help=f"time limit of each execution in seconds, or 'none' "
+        f"(default {limits.DEFAULT_TIMEOUT:g})",
+    )
+
+
+def _prestart_argument(value: str) -> int:
+    try:
+        return limits.parse_prestart(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _count_argument(value: str) -> int:
+    try:
+        count = int(value)
+    except ValueError:
+        count = 0
+    if not 1 <= count <= 10_000:
+        raise argparse.ArgumentTypeError(f"{value!r} must be a whole number from 1 to 10000")
+    return count
+
+
+def _sandbox_options(arguments: argparse.Namespace) -> dict[str, object]:
+    options: dict[str, object] = {"timeout": arguments.timeout}
+    for name in ("memory_limit", "cpu_limit", "disk_limit", "image"):
+        if getattr(arguments, name) is not None:
+            options[name] = getattr(arguments, name)
+    if "cpu_limit" in options:
+        options["cpu_limit"] = float(str(options["cpu_limit"]))
+    return options
+
+
+def _serve(arguments: argparse.Namespace) -> int:
+    from ai_computer.service import server  # FastAPI and uvicorn: the server extra
+
+    return server.serve(
+        host=arguments.host,
+        port=arguments.port,
+        token_file=arguments.token_file,
+        give_tokens_to_anyone=arguments.give_tokens_to_anyone,
+        max_sandboxes=arguments.max_sandboxes,
+        per_token=arguments.per_token,
+        idle_timeout=arguments.idle_timeout,
+        prestart=arguments.prestart,
+        options=_sandbox_options(arguments),
+    )
+
+
+def _mcp(arguments: argparse.Namespace) -> int:
+    from ai_computer.service import server
+
+    return server.serve_mcp_stdio(_sandbox_options(arguments))
+
+
 _COMMAND_GROUPS: tuple[Callable[[_Commands], None], ...] = (
     _add_image_commands,
     _add_kernelspec_commands,
     _add_notebook_commands,
     _add_sandbox_commands,
+    _add_service_commands,
 )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import json
 import logging
 import os
 import tempfile
@@ -541,6 +542,28 @@ class CodeRunner:
         self, path: str, timeout: limits.Timeout = limits.USE_CLIENT_DEFAULT
     ) -> SandboxResponse:
         """Run a ``.py`` file that is in the sandbox, as ``__main__``, in the kernel."""
+        code = await self._file_code(path)
+        if isinstance(code, SandboxResponse):
+            return code
+        return await self._client.execute_code(code, timeout)
+
+    async def execute_file_stream(
+        self, path: str, timeout: limits.Timeout = limits.USE_CLIENT_DEFAULT
+    ) -> AsyncIterator[StreamEvent]:
+        """``execute_file`` as a stream; a file that cannot run yields ``error``, then
+        ``completed``."""
+        code = await self._file_code(path)
+        if isinstance(code, SandboxResponse):
+            message = code.error or "the file cannot be run"
+            yield StreamEvent("error", message)
+            summary = {"success": False, "error": message, "execution_count": None}
+            yield StreamEvent("completed", json.dumps(summary))
+            return
+        async for event in self._client.execute_code_stream(code, timeout):
+            yield event
+
+    async def _file_code(self, path: str) -> str | SandboxResponse:
+        """The code that runs ``path`` as ``__main__``, or the response saying why it can't."""
         try:
             remote = sandbox_path(path)
         except ValueError as exc:
@@ -550,5 +573,4 @@ class CodeRunner:
         if not (await self._client.fs.stat(remote)).success:
             return SandboxResponse(False, error=f"{remote}: no such file in the sandbox")
         # The trailing ';' keeps IPython from echoing the module's globals as a result.
-        code = f"__import__('runpy').run_path({remote!r}, run_name='__main__');"
-        return await self._client.execute_code(code, timeout)
+        return f"__import__('runpy').run_path({remote!r}, run_name='__main__');"

@@ -13,13 +13,17 @@ tool, which runs as its uid).
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import contextlib
 import io
 import json
 import os
 import posixpath
 import struct
 import tempfile
-from collections.abc import Awaitable, Callable, Iterator
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import IO, Any, Protocol
 
@@ -296,6 +300,50 @@ class FileSystem:
         content = b"".join(chunks)
         chunks.clear()
         return content
+
+    async def download_stream(
+        self, remote_path: str, max_size: int | None = None
+    ) -> AsyncIterator[bytes]:
+        """A sandbox file's content in chunks of up to 1 MiB, as they arrive (at most 4 held).
+
+        Raises ``ValueError`` or ``SandboxError`` when the file cannot be read (before the
+        first chunk, or partway: a file over ``max_size``, default the disk limit). Closed
+        early, the transfer stops.
+        """
+        loop = asyncio.get_running_loop()
+        chunks: asyncio.Queue[bytes | None] = asyncio.Queue(4)
+        closed = threading.Event()
+
+        def sink(data: bytes) -> None:  # on the sandbox's worker thread
+            future = asyncio.run_coroutine_threadsafe(chunks.put(data), loop)
+            while True:
+                try:
+                    future.result(0.5)
+                    return
+                except concurrent.futures.TimeoutError:
+                    if closed.is_set():
+                        future.cancel()
+                        raise StopTransfer from None
+
+        async def transfer() -> tuple[str, str | None]:
+            try:
+                return await self._read(remote_path, max_size, sink)
+            finally:
+                await chunks.put(None)
+
+        task = asyncio.create_task(transfer())
+        try:
+            while (chunk := await chunks.get()) is not None:
+                yield chunk
+            _remote, error = await task
+            if error is not None:
+                raise SandboxError(error)
+        finally:
+            closed.set()
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
 
     async def read_file(self, path: str, encoding: str = "utf-8") -> SandboxResponse:
         """A sandbox text file's content: ``data["content"]``."""
