@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Iterator
 import docker
 import pytest
 import pytest_asyncio
+from service_process import ServiceProcess, start_service
 
 from ai_computer import SandboxClient
 from ai_computer.backends.image import default_image_tag
@@ -46,6 +47,30 @@ def docker_engine() -> Iterator[docker.DockerClient]:
 async def shared_sandbox(docker_engine: docker.DockerClient) -> AsyncIterator[SandboxClient]:
     """One sandbox for tests that only read its behaviour (saves a start per test)."""
     async with SandboxClient(timeout=60) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def service(
+    docker_engine: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServiceProcess]:
+    """A real `ai-computer serve` for the whole run; stopped (SIGTERM) at the end."""
+    process = start_service(tmp_path_factory.mktemp("service"), "--per-token", "16")
+    yield process
+    assert process.stop() == 0, "".join(process.log)
+
+
+@pytest_asyncio.fixture(scope="session", params=["local", "remote"])
+async def core_sandbox(
+    request: pytest.FixtureRequest, shared_sandbox: SandboxClient
+) -> AsyncIterator[SandboxClient]:
+    """The core suites' sandbox, twice: local, and through `ai-computer serve` with the SDK's
+    remote mode (``SandboxClient(base_url=..., token=...)``): the same tests must pass."""
+    if request.param == "local":
+        yield shared_sandbox
+        return
+    service: ServiceProcess = request.getfixturevalue("service")
+    async with SandboxClient(base_url=service.url, token=service.token, timeout=60) as client:
         yield client
 
 

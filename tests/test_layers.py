@@ -17,6 +17,7 @@ ALLOWED = {
     "kernel": {"kernel", "backends", "inside"},
     "backends": {"backends", "inside"},
     "jupyter": {"jupyter", "sdk", "kernel", "backends", "inside"},
+    "service": {"service", "sdk", "kernel", "backends", "inside"},
     "inside": {"inside"},
 }
 SHARED = {"errors", "limits", "models", "_version"}
@@ -93,7 +94,7 @@ def _loaded_after(statement: str) -> set[str]:
 def test_the_sdk_loads_no_engine_client() -> None:
     loaded = _loaded_after("from ai_computer import SandboxClient, SandboxPool")
     assert "ai_computer.sdk.client" in loaded
-    assert "docker" not in loaded
+    assert not {"docker", "fastapi", "httpx", "mcp"} & loaded  # the server extra stays optional
 
 
 def test_the_command_line_help_loads_neither_jupyter_client_nor_zmq() -> None:
@@ -104,4 +105,4 @@ def test_the_command_line_help_loads_neither_jupyter_client_nor_zmq() -> None:
     )
     loaded = _loaded_after(statement)
     assert "ai_computer.cli" in loaded
-    assert not {"jupyter_client", "zmq"} & loaded
+    assert not {"jupyter_client", "zmq", "fastapi", "uvicorn"} & loaded

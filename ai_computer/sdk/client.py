@@ -115,6 +115,29 @@ class SandboxClient:
     Limits are checked here: out-of-range values raise ``ValueError``.
     """
 
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        """``SandboxClient(base_url=..., token=...)`` (the original client's constructor, also
+        with ``base_url`` first and positional) makes a ``RemoteSandboxClient`` instead: the
+        same calls, on a sandbox of an ``ai-computer serve`` server."""
+        base_url = kwargs.pop("base_url", None)
+        if args and isinstance(args[0], str) and args[0].startswith(("http://", "https://")):
+            base_url, args = args[0], args[1:]
+            if args:  # the original's second positional argument is the token
+                kwargs.setdefault("token", args[0])
+                args = args[1:]
+        if base_url is None:
+            return super().__new__(cls)
+        from .remote import RemoteSandboxClient
+
+        allowed = {"token", "memory_limit", "cpu_limit", "timeout", "disk_limit"}
+        unknown = sorted(set(kwargs) - allowed)
+        if unknown or args:
+            raise TypeError(
+                f"a remote SandboxClient takes base_url, token, memory_limit, cpu_limit, "
+                f"timeout and disk_limit by name; not {', '.join(unknown) or 'positional limits'}"
+            )
+        return RemoteSandboxClient(base_url, **kwargs)
+
     def __init__(
         self,
         memory_limit: str | int = "512M",
@@ -128,6 +151,8 @@ class SandboxClient:
         startup_timeout: float = limits.DEFAULT_STARTUP_TIMEOUT,
         interrupt_grace: float = 3.0,
         disk_limit: str | int = limits.DEFAULT_DISK_LIMIT,
+        base_url: None = None,
+        token: None = None,
     ) -> None:
         self.memory_limit = limits.parse_memory_limit(memory_limit)
         self.disk_limit = limits.parse_disk_limit(disk_limit)

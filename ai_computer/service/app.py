@@ -49,15 +49,15 @@ from ..errors import SandboxError, SandboxStateError
 from ..limits import MIB, USE_CLIENT_DEFAULT, Timeout, format_size
 from ..models import SandboxResponse, StreamEvent
 from ..sdk.client import SandboxClient
-from .sandboxes import Entry, QuotaError, Sandboxes, UnknownSandboxError
-from .tokens import Tokens
-from .wire import (
+from ..sdk.wire import (
     client_path,
     environment_code,
     keepalive_line,
     ndjson_lines,
     response_body,
 )
+from .sandboxes import Entry, QuotaError, Sandboxes, UnknownSandboxError
+from .tokens import Tokens
 
 log = logging.getLogger("ai_computer.service")
 access_log = logging.getLogger("ai_computer.service.access")
@@ -200,7 +200,6 @@ def create_app(settings: ServiceSettings, sandboxes: Sandboxes) -> FastAPI:
     app.state.sandboxes = sandboxes
     app.state.metrics = metrics
     app.state.tokens = tokens
-
 
     # -- errors ------------------------------------------------------------------------------
 
@@ -423,6 +422,7 @@ def create_app(settings: ServiceSettings, sandboxes: Sandboxes) -> FastAPI:
         entry: SandboxEntry,
         file: Annotated[UploadFile, File(description="the file's content")],
         path: Annotated[str, Form(description="a folder, or the file's path")] = "/workspace",
+        name: Annotated[str | None, Form(description="the file's name in folder `path`")] = None,
     ) -> dict[str, Any]:
         """Write the file to ``path/filename`` when ``path`` is a folder, else to ``path``.
 
@@ -431,13 +431,16 @@ def create_app(settings: ServiceSettings, sandboxes: Sandboxes) -> FastAPI:
         """
         async with sandboxes.use(entry) as client:
             target = client_path(path)
-            if (await client.fs.list(target)).success:  # a folder: keep the part's file name
-                name = (file.filename or "").rsplit("/", 1)[-1]
+            if name is not None:
+                folder = target
+            elif (await client.fs.list(target)).success:  # a folder: keep the part's file name
+                # aiohttp percent-encodes a part's file name; unquote it.
+                name = unquote((file.filename or "").rsplit("/", 1)[-1])
                 folder = target
             else:
                 folder, name = posixpath.split(target.rstrip("/"))
                 folder = folder or "."
-            response = await client.fs.upload_bytes(file.file, unquote(name), folder)
+            response = await client.fs.upload_bytes(file.file, name, folder)
         if not response.success:
             raise HTTPException(400, response.error or "the upload failed")
         return {
@@ -476,6 +479,12 @@ def create_app(settings: ServiceSettings, sandboxes: Sandboxes) -> FastAPI:
     async def list_files(entry: SandboxEntry, path: str = "/workspace") -> dict[str, Any]:
         async with sandboxes.use(entry) as client:
             response = await client.fs.list(client_path(path))
+        return response_body(response, client.sandbox_id)
+
+    @app.get("/api/v1/sandbox/{sandbox_id}/files/stat")
+    async def stat_file(entry: SandboxEntry, path: str) -> dict[str, Any]:
+        async with sandboxes.use(entry) as client:
+            response = await client.fs.stat(client_path(path))
         return response_body(response, client.sandbox_id)
 
     @app.delete("/api/v1/sandbox/{sandbox_id}/files")

@@ -10,8 +10,8 @@ import time
 from ai_computer import SandboxClient
 
 
-async def test_stdout_stderr_and_result(shared_sandbox: SandboxClient) -> None:
-    response = await shared_sandbox.execute_code(
+async def test_stdout_stderr_and_result(core_sandbox: SandboxClient) -> None:
+    response = await core_sandbox.execute_code(
         "import sys\nprint('Hello from sandbox!')\nprint('oops', file=sys.stderr)\n41 + 1"
     )
     assert response.success, response.error
@@ -23,16 +23,16 @@ async def test_stdout_stderr_and_result(shared_sandbox: SandboxClient) -> None:
     assert isinstance(response.data["execution_count"], int)
 
 
-async def test_state_persists_and_counts_increase(shared_sandbox: SandboxClient) -> None:
-    first = await shared_sandbox.execute_code("x = 20")
-    second = await shared_sandbox.execute_code("x + 1")
+async def test_state_persists_and_counts_increase(core_sandbox: SandboxClient) -> None:
+    first = await core_sandbox.execute_code("x = 20")
+    second = await core_sandbox.execute_code("x + 1")
     assert second.data["result"] == "21"
     assert second.data["execution_count"] == first.data["execution_count"] + 1
     assert first.data["result"] is None
 
 
-async def test_exception_is_reported_not_raised(shared_sandbox: SandboxClient) -> None:
-    response = await shared_sandbox.execute_code("print('before')\n1 / 0")
+async def test_exception_is_reported_not_raised(core_sandbox: SandboxClient) -> None:
+    response = await core_sandbox.execute_code("print('before')\n1 / 0")
     assert not response.success
     assert response.error == "ZeroDivisionError: division by zero"
     assert response.data["output"] == "before\n"
@@ -41,11 +41,11 @@ async def test_exception_is_reported_not_raised(shared_sandbox: SandboxClient) -
     assert error["evalue"] == "division by zero"
     assert any("1 / 0" in line for line in error["traceback"])
     assert not any("\x1b[" in line for line in error["traceback"])
-    assert (await shared_sandbox.execute_code("'still alive'")).data["result"] == "'still alive'"
+    assert (await core_sandbox.execute_code("'still alive'")).data["result"] == "'still alive'"
 
 
-async def test_rich_display_bundles_are_kept(shared_sandbox: SandboxClient) -> None:
-    response = await shared_sandbox.execute_code(
+async def test_rich_display_bundles_are_kept(core_sandbox: SandboxClient) -> None:
+    response = await core_sandbox.execute_code(
         "from IPython.display import HTML, display\ndisplay(HTML('<b>bold</b>'))"
     )
     assert response.success
@@ -53,12 +53,12 @@ async def test_rich_display_bundles_are_kept(shared_sandbox: SandboxClient) -> N
     assert bundle["text/html"] == "<b>bold</b>"
 
 
-async def test_working_directory_is_workspace(shared_sandbox: SandboxClient) -> None:
-    response = await shared_sandbox.execute_code("import os; os.getcwd()")
+async def test_working_directory_is_workspace(core_sandbox: SandboxClient) -> None:
+    response = await core_sandbox.execute_code("import os; os.getcwd()")
     assert response.data["result"] == "'/workspace'"
 
 
-async def test_stream_yields_events_in_order_while_running(shared_sandbox: SandboxClient) -> None:
+async def test_stream_yields_events_in_order_while_running(core_sandbox: SandboxClient) -> None:
     code = (
         "import sys, time\n"
         "print('one', flush=True)\n"
@@ -69,7 +69,7 @@ async def test_stream_yields_events_in_order_while_running(shared_sandbox: Sandb
         "6 * 7\n"
     )
     events, arrivals = [], []
-    async for event in shared_sandbox.execute_code_stream(code):
+    async for event in core_sandbox.execute_code_stream(code):
         events.append(event)
         arrivals.append(time.monotonic())
     kinds = [event.type for event in events]
@@ -84,17 +84,17 @@ async def test_stream_yields_events_in_order_while_running(shared_sandbox: Sandb
     assert arrivals[-1] - arrivals[0] > 1.0
 
 
-async def test_stream_reports_errors_then_completes(shared_sandbox: SandboxClient) -> None:
-    events = [e async for e in shared_sandbox.execute_code_stream("raise ValueError('bad input')")]
+async def test_stream_reports_errors_then_completes(core_sandbox: SandboxClient) -> None:
+    events = [e async for e in core_sandbox.execute_code_stream("raise ValueError('bad input')")]
     assert [e.type for e in events] == ["error", "completed"]
     assert events[0].data == "ValueError: bad input"
     assert json.loads(events[1].data)["success"] is False
 
 
-async def test_executions_are_serialised(shared_sandbox: SandboxClient) -> None:
+async def test_executions_are_serialised(core_sandbox: SandboxClient) -> None:
     # Each execution says when it ran (the kernel's clock): serial runs never overlap.
     code = "import time; start = time.time(); time.sleep(0.2); print({}, start, time.time())"
-    runs = [shared_sandbox.execute_code(code.format(index)) for index in range(3)]
+    runs = [core_sandbox.execute_code(code.format(index)) for index in range(3)]
     outputs = [response.data["output"].split() for response in await asyncio.gather(*runs)]
     assert [int(output[0]) for output in outputs] == [0, 1, 2]  # each call got its own output
     spans = sorted((float(output[1]), float(output[2])) for output in outputs)

@@ -10,36 +10,36 @@ from pathlib import Path
 from ai_computer import FileOperationResponse, SandboxClient
 
 
-async def test_text_and_bytes_round_trip(shared_sandbox: SandboxClient) -> None:
-    written = await shared_sandbox.fs.write_file("notes/deep/er/hello.txt", "héllo\n")
+async def test_text_and_bytes_round_trip(core_sandbox: SandboxClient) -> None:
+    written = await core_sandbox.fs.write_file("notes/deep/er/hello.txt", "héllo\n")
     assert written.success, written.error
     assert written.data == {"path": "/workspace/notes/deep/er/hello.txt", "size": 7}
-    read = await shared_sandbox.fs.read_file("/workspace/notes/deep/er/hello.txt")
+    read = await core_sandbox.fs.read_file("/workspace/notes/deep/er/hello.txt")
     assert read.data["content"] == "héllo\n"
     payload = bytes(range(256)) * 10
-    uploaded = await shared_sandbox.upload_bytes(payload, "blob.bin", destination="notes")
+    uploaded = await core_sandbox.upload_bytes(payload, "blob.bin", destination="notes")
     assert uploaded.success and uploaded.size == len(payload) and uploaded.filename == "blob.bin"
-    assert await shared_sandbox.download_bytes("notes/blob.bin") == payload
-    from_file_object = await shared_sandbox.upload_bytes(io.BytesIO(b"stream"), "s.bin")
+    assert await core_sandbox.download_bytes("notes/blob.bin") == payload
+    from_file_object = await core_sandbox.upload_bytes(io.BytesIO(b"stream"), "s.bin")
     assert from_file_object.success
-    seen = await shared_sandbox.execute_code("open('/workspace/s.bin', 'rb').read()")
+    seen = await core_sandbox.execute_code("open('/workspace/s.bin', 'rb').read()")
     assert seen.data["result"] == "b'stream'"
 
 
-async def test_list_and_remove(shared_sandbox: SandboxClient) -> None:
-    await shared_sandbox.fs.write_file("tree/a.txt", "a")
-    await shared_sandbox.fs.write_file("tree/sub/b.txt", "bb")
-    listing = await shared_sandbox.fs.list("tree")
+async def test_list_and_remove(core_sandbox: SandboxClient) -> None:
+    await core_sandbox.fs.write_file("tree/a.txt", "a")
+    await core_sandbox.fs.write_file("tree/sub/b.txt", "bb")
+    listing = await core_sandbox.fs.list("tree")
     assert [(e["name"], e["type"], e["size"]) for e in listing.data["entries"]][:1] == [
         ("a.txt", "file", 1)
     ]
     assert [e["name"] for e in listing.data["entries"]] == ["a.txt", "sub"]
-    assert (await shared_sandbox.fs.remove("tree")).success
-    missing = await shared_sandbox.fs.list("tree")
+    assert (await core_sandbox.fs.remove("tree")).success
+    missing = await core_sandbox.fs.list("tree")
     assert not missing.success and "No such file or directory" in missing.error
 
 
-async def test_large_file_round_trip_streams(shared_sandbox: SandboxClient, tmp_path: Path) -> None:
+async def test_large_file_round_trip_streams(core_sandbox: SandboxClient, tmp_path: Path) -> None:
     source = tmp_path / "big.bin"
     digest = hashlib.sha256()
     with open(source, "wb") as handle:
@@ -47,41 +47,39 @@ async def test_large_file_round_trip_streams(shared_sandbox: SandboxClient, tmp_
             chunk = os.urandom(1 << 20)
             digest.update(chunk)
             handle.write(chunk)
-    uploaded = await shared_sandbox.upload_file(source, "/workspace/big")
+    uploaded = await core_sandbox.upload_file(source, "/workspace/big")
     assert uploaded.success and uploaded.size == 100 << 20
     assert uploaded.path == "/workspace/big/big.bin"
     target = tmp_path / "back.bin"
-    downloaded = await shared_sandbox.download_file("big/big.bin", target)
+    downloaded = await core_sandbox.download_file("big/big.bin", target)
     assert downloaded.success and downloaded.size == 100 << 20
     assert hashlib.sha256(target.read_bytes()).hexdigest() == digest.hexdigest()
-    assert (await shared_sandbox.fs.remove("big")).success
+    assert (await core_sandbox.fs.remove("big")).success
 
 
-async def test_missing_files_are_clear_errors(
-    shared_sandbox: SandboxClient, tmp_path: Path
-) -> None:
-    missing = await shared_sandbox.download_bytes("nope.txt")
+async def test_missing_files_are_clear_errors(core_sandbox: SandboxClient, tmp_path: Path) -> None:
+    missing = await core_sandbox.download_bytes("nope.txt")
     assert isinstance(missing, FileOperationResponse) and not missing.success
     assert missing.error == "'/workspace/nope.txt': No such file or directory"
-    downloaded = await shared_sandbox.download_file("nope.txt", tmp_path / "nope.txt")
+    downloaded = await core_sandbox.download_file("nope.txt", tmp_path / "nope.txt")
     assert not downloaded.success and not (tmp_path / "nope.txt").exists()
     assert os.listdir(tmp_path) == []  # no partial file left behind
-    local_missing = await shared_sandbox.upload_file(tmp_path / "absent.bin")
+    local_missing = await core_sandbox.upload_file(tmp_path / "absent.bin")
     assert not local_missing.success and "No such file" in local_missing.error
 
 
-async def test_execute_file_runs_a_sandbox_python_file(shared_sandbox: SandboxClient) -> None:
-    await shared_sandbox.fs.write_file("jobs/job.py", "import sys\nprint(__name__, sys.argv[0])\n")
-    ran = await shared_sandbox.code.execute_file("jobs/job.py")
+async def test_execute_file_runs_a_sandbox_python_file(core_sandbox: SandboxClient) -> None:
+    await core_sandbox.fs.write_file("jobs/job.py", "import sys\nprint(__name__, sys.argv[0])\n")
+    ran = await core_sandbox.code.execute_file("jobs/job.py")
     assert ran.success, ran.error
     assert ran.data["output"] == "__main__ /workspace/jobs/job.py\n"
-    missing = await shared_sandbox.code.execute_file("jobs/none.py")
+    missing = await core_sandbox.code.execute_file("jobs/none.py")
     assert missing.error == "/workspace/jobs/none.py: no such file in the sandbox"
-    not_python = await shared_sandbox.code.execute_file("jobs/job.txt")
+    not_python = await core_sandbox.code.execute_file("jobs/job.txt")
     assert not_python.error == "/workspace/jobs/job.txt is not a Python file (.py)"
-    await shared_sandbox.execute_code("import os; os.symlink('/etc/passwd', 'jobs/link.py')")
-    linked = await shared_sandbox.code.execute_file("jobs/link.py")
+    await core_sandbox.execute_code("import os; os.symlink('/etc/passwd', 'jobs/link.py')")
+    linked = await core_sandbox.code.execute_file("jobs/link.py")
     assert linked.error == "/workspace/jobs/link.py: no such file in the sandbox"
-    stat = await shared_sandbox.fs.stat("jobs/job.py")
+    stat = await core_sandbox.fs.stat("jobs/job.py")
     assert stat.data == {"path": "/workspace/jobs/job.py", "size": 40}
-    await shared_sandbox.fs.remove("jobs")
+    await core_sandbox.fs.remove("jobs")

@@ -7,8 +7,8 @@ import pytest
 from ai_computer import SandboxClient
 
 
-async def test_shell_exit_codes_stdout_and_stderr(shared_sandbox: SandboxClient) -> None:
-    ok = await shared_sandbox.execute_shell("echo", ["hello", "$HOME; rm -rf /"])
+async def test_shell_exit_codes_stdout_and_stderr(core_sandbox: SandboxClient) -> None:
+    ok = await core_sandbox.execute_shell("echo", ["hello", "$HOME; rm -rf /"])
     assert ok.success and ok.error is None
     assert ok.data == {
         "stdout": "hello $HOME; rm -rf /\n",
@@ -16,32 +16,32 @@ async def test_shell_exit_codes_stdout_and_stderr(shared_sandbox: SandboxClient)
         "exit_code": 0,
         "truncated": False,
     }
-    failed = await shared_sandbox.shell.execute("ls", ["/no/such/dir"])
+    failed = await core_sandbox.shell.execute("ls", ["/no/such/dir"])
     assert not failed.success
     assert failed.data["exit_code"] == 2
     assert "No such file or directory" in failed.data["stderr"]
     assert failed.error == "command exited with status 2"
-    line = await shared_sandbox.execute_shell("id -u && pwd && echo err >&2")
+    line = await core_sandbox.execute_shell("id -u && pwd && echo err >&2")
     assert line.data["stdout"] == "1000\n/workspace\n" and line.data["stderr"] == "err\n"
-    missing = await shared_sandbox.execute_shell("no-such-program", [])
+    missing = await core_sandbox.execute_shell("no-such-program", [])
     assert not missing.success and missing.data["exit_code"] == 127
     # timeout(1)'s own status, returned by the command itself well within its limit.
-    own = await shared_sandbox.execute_shell("exit 124")
+    own = await core_sandbox.execute_shell("exit 124")
     assert own.error == "command exited with status 124"
 
 
 async def test_shell_timeout_kills_the_command_and_its_children(
-    shared_sandbox: SandboxClient,
+    core_sandbox: SandboxClient,
 ) -> None:
-    response = await shared_sandbox.execute_shell("sh -c 'sleep 60 & sleep 60'", timeout=1)
+    response = await core_sandbox.execute_shell("sh -c 'sleep 60 & sleep 60'", timeout=1)
     assert not response.success
     assert response.error == "command timed out after 1 s and was killed"
-    left = await shared_sandbox.execute_shell("ps -eo comm | grep -c '^sleep' || true")
+    left = await core_sandbox.execute_shell("ps -eo comm | grep -c '^sleep' || true")
     assert left.data["stdout"].strip() == "0"
 
 
-async def test_shell_has_no_network(shared_sandbox: SandboxClient) -> None:
-    response = await shared_sandbox.execute_shell("cat", ["/proc/net/dev"])
+async def test_shell_has_no_network(core_sandbox: SandboxClient) -> None:
+    response = await core_sandbox.execute_shell("cat", ["/proc/net/dev"])
     interfaces = [line.split(":")[0].strip() for line in response.data["stdout"].splitlines()[2:]]
     assert interfaces == ["lo"]
 
@@ -55,9 +55,9 @@ def test_bad_shell_arguments_are_refused() -> None:
         command_argv("ls", "x")  # type: ignore[arg-type]
 
 
-async def test_default_packages_import_without_installing(shared_sandbox: SandboxClient) -> None:
+async def test_default_packages_import_without_installing(core_sandbox: SandboxClient) -> None:
     code = "import numpy, pandas, matplotlib, scipy, PIL; 'ok'"
-    assert (await shared_sandbox.execute_code(code)).data["result"] == "'ok'"
+    assert (await core_sandbox.execute_code(code)).data["result"] == "'ok'"
 
 
 async def test_install_packages_without_network(sandbox: SandboxClient) -> None:
@@ -78,8 +78,8 @@ async def test_install_packages_without_network(sandbox: SandboxClient) -> None:
     assert again.success and again.data["installed"] == []
 
 
-async def test_package_errors_carry_pips_reason(shared_sandbox: SandboxClient) -> None:
-    unknown = await shared_sandbox.install_packages(["ai-computer-no-such-package-xyz"])
+async def test_package_errors_carry_pips_reason(core_sandbox: SandboxClient) -> None:
+    unknown = await core_sandbox.install_packages(["ai-computer-no-such-package-xyz"])
     assert not unknown.success
     assert "No matching distribution found for ai-computer-no-such-package-xyz" in unknown.error
     for bad in (
@@ -88,7 +88,7 @@ async def test_package_errors_carry_pips_reason(shared_sandbox: SandboxClient) -
         "tabulate",
     ):
         with pytest.raises(ValueError, match=r"requirement like|non-empty list"):
-            await shared_sandbox.install_packages(bad)  # type: ignore[arg-type]
+            await core_sandbox.install_packages(bad)  # type: ignore[arg-type]
 
 
 async def test_shell_output_is_capped(docker_engine) -> None:

@@ -1,4 +1,4 @@
-"""What the service puts on the wire, as pure functions (unit-tested without a server).
+"""What the service and the SDK's remote mode put on the wire, as pure functions.
 
 The HTTP API is the one the original AI Computer client speaks (``../shared/ORIGINAL-CLIENT.md``
 in the project's notes, the README's "Service" section for users): success is HTTP 200 with the
