@@ -53,9 +53,15 @@ class ServiceProcess:
         return any("Application shutdown complete" in line for line in self.log)
 
 
-def start_service(folder: Path, *arguments: str, timeout: float = 60.0) -> ServiceProcess:
-    """Start the service with a new token file in ``folder``; return once it listens."""
+def start_service(
+    folder: Path, *arguments: str, tokens: list[str] | None = None, timeout: float = 60.0
+) -> ServiceProcess:
+    """Start the service with a token file in ``folder`` (new, or holding ``tokens``); return
+    once it listens."""
     token_file = folder / "tokens"
+    if tokens is not None:
+        token_file.write_text("\n".join(tokens) + "\n")
+        token_file.chmod(0o600)
     command = [
         sys.executable, "-m", "ai_computer", "serve", "--port", "0",
         "--token-file", str(token_file), *arguments,
@@ -87,5 +93,7 @@ def start_service(folder: Path, *arguments: str, timeout: float = 60.0) -> Servi
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
             raise RuntimeError("ai-computer serve did not start:\n" + "".join(log))
-    tokens = [line for line in token_file.read_text().splitlines() if not line.startswith("#")]
-    return ServiceProcess(process, url[0], tokens[0], token_file, log, reader)
+    found_tokens = [
+        line for line in token_file.read_text().splitlines() if not line.startswith("#")
+    ]
+    return ServiceProcess(process, url[0], found_tokens[0], token_file, log, reader)

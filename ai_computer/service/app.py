@@ -598,26 +598,34 @@ class _BodyLimit:
                     await _send_json(send, 413, {"error": message})
                     return
         received = 0
-        started = False
+        exceeded = False
 
         async def bounded_receive() -> Message:
-            nonlocal received
+            nonlocal received, exceeded
             message_in = await receive()
             if message_in["type"] == "http.request":
                 received += len(message_in.get("body", b""))
                 if received > limit:
+                    exceeded = True
                     raise _BodyTooLarge
             return message_in
 
+        replaced = False
+
         async def watched_send(message_out: Message) -> None:
-            nonlocal started
-            started |= message_out["type"] == "http.response.start"
+            # A parser that caught the exception answers 400: past the limit it is a 413.
+            nonlocal replaced
+            if exceeded:
+                if not replaced and message_out["type"] == "http.response.start":
+                    replaced = True
+                    await _send_json(send, 413, {"error": message})
+                return
             await send(message_out)
 
         try:
             await self.app(scope, bounded_receive, watched_send)
         except _BodyTooLarge:
-            if not started:
+            if not replaced:
                 await _send_json(send, 413, {"error": message})
 
 

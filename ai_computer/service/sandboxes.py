@@ -98,6 +98,7 @@ class Sandboxes:
         if self.closed:
             raise QuotaError("the service is shutting down", 503)
         options = {**self.options, **overrides}
+        client = SandboxClient(**options)  # raises ValueError for a limit out of range
         starting = sum(self._starting.values())
         if len(self._entries) + starting >= self.max_sandboxes:
             raise QuotaError(
@@ -112,7 +113,6 @@ class Sandboxes:
                 "delete one first (DELETE /api/v1/sandbox/{id})",
                 429,
             )
-        client = SandboxClient(**options)  # raises ValueError for a limit out of range
         self._starting[owner] = self._starting.get(owner, 0) + 1
         try:
             if self._pool is not None and not overrides:
