@@ -30,6 +30,7 @@ import contextlib
 import json
 import logging
 import posixpath
+import re
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -67,6 +68,7 @@ KEEPALIVE_INTERVAL = 5.0
 DEFAULT_BODY_LIMIT = 8 * MIB
 """Most bytes of a JSON request body (code, a command line)."""
 _STREAM_MEDIA_TYPE = "application/x-ndjson"
+_TEMPORARY_NAME = re.compile(r"tmp[a-z0-9_]{8}\Z")  # tempfile's names
 
 
 @dataclass
@@ -424,7 +426,9 @@ def create_app(settings: ServiceSettings, sandboxes: Sandboxes) -> FastAPI:
         path: Annotated[str, Form(description="a folder, or the file's path")] = "/workspace",
         name: Annotated[str | None, Form(description="the file's name in folder `path`")] = None,
     ) -> dict[str, Any]:
-        """Write the file to ``path/filename`` when ``path`` is a folder, else to ``path``.
+        """Write the file to ``path/filename``; when the part is named like a temporary file
+        (``tmpab12cd_3``, the original client's ``upload_bytes``) and ``path`` is no folder, to
+        ``path`` itself. Our clients send ``name`` and mean ``path/name``.
 
         The body is spooled by the framework (1 MiB in memory, the rest in a temporary file on
         the host, at most the upload limit), then streamed into the sandbox in 1 MiB chunks.
@@ -433,13 +437,15 @@ def create_app(settings: ServiceSettings, sandboxes: Sandboxes) -> FastAPI:
             target = client_path(path)
             if name is not None:
                 folder = target
-            elif (await client.fs.list(target)).success:  # a folder: keep the part's file name
-                # aiohttp percent-encodes a part's file name; unquote it.
-                name = unquote((file.filename or "").rsplit("/", 1)[-1])
-                folder = target
             else:
-                folder, name = posixpath.split(target.rstrip("/"))
-                folder = folder or "."
+                # aiohttp percent-encodes a part's file name; unquote it.
+                part_name = unquote((file.filename or "").rsplit("/", 1)[-1])
+                if _TEMPORARY_NAME.match(part_name) and not (await client.fs.list(target)).success:
+                    # upload_bytes: `path` is the file; the part is named after a temp file.
+                    folder, name = posixpath.split(target.rstrip("/"))
+                    folder = folder or "."
+                else:  # upload_file: `path` is the folder (made if need be)
+                    folder, name = target, part_name
             response = await client.fs.upload_bytes(file.file, name, folder)
         if not response.success:
             raise HTTPException(400, response.error or "the upload failed")

@@ -71,6 +71,7 @@ def test_every_route_of_the_original_client(
 
     name = 'dä "q" 100%.txt'
     assert seen["upload_file"] == [True, name, 6, f"/workspace/{name}", None]
+    assert seen["upload_file_new_folder"] == [True, f"/workspace/new folder/{name}", None]
     assert seen["upload_bytes"] == [True, "blob.bin", 8, "/workspace/sub/blob.bin", None]
     assert seen["read_file"] == [True, {"content": "café\n", "size": 6}, None]
     assert seen["read_relative"] == [True, b"\x00\x01binary".hex()]  # "/sub/blob.bin" on the wire

@@ -47,6 +47,8 @@ async def main(url, token, folder):
         handle.write("caf\u00e9\n")
     uploaded = await client.upload_file(odd)
     seen["upload_file"] = [uploaded.success, uploaded.filename, uploaded.size, uploaded.path, uploaded.error]
+    into_new = await client.upload_file(odd, "/workspace/new folder")
+    seen["upload_file_new_folder"] = [into_new.success, into_new.path, into_new.error]
     in_bytes = await client.upload_bytes(b"\x00\x01binary", "blob.bin", "/workspace/sub")
     seen["upload_bytes"] = [in_bytes.success, in_bytes.filename, in_bytes.size, in_bytes.path, in_bytes.error]
     read = await client.fs.read_file('/workspace/d\u00e4 "q" 100%.txt')
