@@ -41,6 +41,8 @@ from urllib.parse import unquote
 from fastapi import Depends, FastAPI, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+from mcp.server.auth.provider import AccessToken
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -57,6 +59,7 @@ from ..sdk.wire import (
     ndjson_lines,
     response_body,
 )
+from .mcp import mcp_http_app
 from .sandboxes import Entry, QuotaError, Sandboxes, UnknownSandboxError
 from .tokens import Tokens
 
@@ -80,6 +83,8 @@ class ServiceSettings:
     upload_limit: int = 256 * MIB
     body_limit: int = DEFAULT_BODY_LIMIT
     keepalive_interval: float = KEEPALIVE_INTERVAL
+    host: str = "127.0.0.1"
+    """The address the service listens on (the MCP endpoint's DNS-rebinding check uses it)."""
 
 
 @dataclass
@@ -183,12 +188,20 @@ def create_app(settings: ServiceSettings, sandboxes: Sandboxes) -> FastAPI:
     """The service's ASGI app over ``sandboxes`` (started and closed by its lifespan)."""
     tokens = Tokens(settings.tokens)
     metrics = Metrics()
+    # MCP sessions: one sandbox each, with the service's options; at most --max-sandboxes
+    # sessions (counted apart from the sandboxes of the HTTP API).
+    mcp_endpoint, mcp_sessions = mcp_http_app(
+        lambda: SandboxClient(**sandboxes.options),
+        host=settings.host,
+        max_sessions=sandboxes.max_sandboxes,
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await sandboxes.start()
         try:
-            yield
+            async with mcp_sessions.run():  # removes the MCP sessions' sandboxes on the way out
+                yield
         finally:
             await sandboxes.close()
 
@@ -499,6 +512,9 @@ def create_app(settings: ServiceSettings, sandboxes: Sandboxes) -> FastAPI:
             response = await client.fs.remove(client_path(path))
         return response_body(response, client.sandbox_id)
 
+    # An ASGI object as the endpoint: Starlette serves every method through it.
+    endpoint = _Authenticated(mcp_endpoint, tokens)
+    app.add_route("/mcp", endpoint, include_in_schema=False)  # type: ignore[arg-type]
     app.add_middleware(_AccessLog, metrics=metrics)
     app.add_middleware(
         _BodyLimit, default_limit=settings.body_limit, upload_limit=settings.upload_limit
@@ -569,6 +585,28 @@ def _header_safe(name: str) -> str:
 
 
 # -- middleware --------------------------------------------------------------------------------
+
+
+class _Authenticated:
+    """The MCP endpoint behind the service's bearer tokens: the MCP session is bound to the
+    token's owner (``scope["user"]``), so another token cannot use a session id it learnt."""
+
+    def __init__(self, app: ASGIApp, tokens: Tokens) -> None:
+        self.app = app
+        self.tokens = tokens
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = dict(scope.get("headers", []))
+        authorization = headers.get(b"authorization", b"").decode("latin-1")
+        owner = self.tokens.owner(authorization)
+        if owner is None:
+            await _send_json(
+                send, 401, {"error": "missing or unknown bearer token: send `Authorization: "
+                "Bearer <token>` with a token from the server's token file"},
+            )  # fmt: skip
+            return
+        access = AccessToken(token=owner, client_id=owner, scopes=[])
+        await self.app({**scope, "user": AuthenticatedUser(access)}, receive, send)
 
 
 class _BodyTooLarge(Exception):

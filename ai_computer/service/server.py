@@ -50,7 +50,10 @@ def serve(
         print(created, flush=True)
     upload_limit = Sandboxes.upload_limit(options)
     settings = ServiceSettings(
-        tokens, give_tokens_to_anyone=give_tokens_to_anyone, upload_limit=upload_limit
+        tokens,
+        give_tokens_to_anyone=give_tokens_to_anyone,
+        upload_limit=upload_limit,
+        host=host,
     )
     sandboxes = Sandboxes(
         options,
