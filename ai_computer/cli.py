@@ -341,6 +341,15 @@ def _add_service_commands(commands: _Commands) -> None:
         "once) when missing (default: ~/.config/ai-computer/tokens)",
     )
     serve.add_argument(
+        "--token",
+        action="append",
+        default=[],
+        metavar="TOKEN",
+        help="accept this bearer token (repeatable; at least 16 characters). Other users of "
+        "this machine can read command lines: prefer --token-file. With --token and no "
+        "--token-file, no token file is read or made",
+    )
+    serve.add_argument(
         "--give-tokens-to-anyone",
         action="store_true",
         help="let POST /dev/token hand a new token to anyone who can reach the server "
@@ -428,6 +437,7 @@ def _serve(arguments: argparse.Namespace) -> int:
         host=arguments.host,
         port=arguments.port,
         token_file=arguments.token_file,
+        extra_tokens=arguments.token,
         give_tokens_to_anyone=arguments.give_tokens_to_anyone,
         max_sandboxes=arguments.max_sandboxes,
         per_token=arguments.per_token,

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .sandboxes import Sandboxes
-from .tokens import load_token_file
+from .tokens import MIN_TOKEN_LENGTH, TokenFileError, load_token_file
 
 GRACEFUL_SHUTDOWN = 5
 """Seconds open requests get when the service is told to stop."""
@@ -31,6 +31,7 @@ def serve(
     port: int,
     token_file: str | None,
     give_tokens_to_anyone: bool,
+    extra_tokens: list[str] | None = None,
     max_sandboxes: int,
     per_token: int,
     idle_timeout: float | None,
@@ -43,8 +44,15 @@ def serve(
     from .app import ServiceSettings, create_app
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    extra_tokens = list(extra_tokens or [])
+    short = [token for token in extra_tokens if len(token) < MIN_TOKEN_LENGTH]
+    if short:
+        raise TokenFileError(f"a --token must have at least {MIN_TOKEN_LENGTH} characters")
+    tokens, created = list(extra_tokens), None
     path = Path(token_file) if token_file else default_token_file()
-    tokens, created = load_token_file(path)
+    if token_file or not extra_tokens:
+        from_file, created = load_token_file(path)
+        tokens += from_file
     if created is not None:
         print(f"ai-computer serve: created {path} with a new token (shown only now):", flush=True)
         print(created, flush=True)
