@@ -154,6 +154,8 @@ class SandboxClient:
         base_url: None = None,
         token: None = None,
     ) -> None:
+        if token is not None:
+            raise TypeError("token is for a remote sandbox: give base_url too (the server's URL)")
         self.memory_limit = limits.parse_memory_limit(memory_limit)
         self.disk_limit = limits.parse_disk_limit(disk_limit)
         self.cpu_limit = limits.parse_cpu_limit(cpu_limit)

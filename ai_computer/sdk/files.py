@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import io
 import json
 import os
@@ -329,7 +328,8 @@ class FileSystem:
             try:
                 return await self._read(remote_path, max_size, sink)
             finally:
-                await chunks.put(None)
+                if not closed.is_set():  # its reader is there to make room for the end mark
+                    await chunks.put(None)
 
         task = asyncio.create_task(transfer())
         try:
@@ -339,11 +339,16 @@ class FileSystem:
             if error is not None:
                 raise SandboxError(error)
         finally:
-            closed.set()
-            if not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+            closed.set()  # before the cancel: the transfer then waits for no reader
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise
+            except Exception:  # the transfer's failure was raised above, or is moot now
+                pass
 
     async def read_file(self, path: str, encoding: str = "utf-8") -> SandboxResponse:
         """A sandbox text file's content: ``data["content"]``."""

@@ -15,9 +15,11 @@ Needs httpx (the ``server`` extra).
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import posixpath
+import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 from types import TracebackType
@@ -43,6 +45,15 @@ class RemoteError(SandboxError):
     def __init__(self, message: str, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
+
+
+class RemoteStateError(RemoteError, SandboxStateError):
+    """The server says the sandbox cannot do that now (HTTP 409: broken, cleaned up, ...)."""
+
+
+def _refusal(status: int, text: str) -> RemoteError:
+    kind = RemoteStateError if status == 409 else RemoteError
+    return kind(_reason(status, text), status)
 
 
 def _seconds(timeout: limits.Timeout) -> float | None:
@@ -121,13 +132,36 @@ class RemoteSandboxClient:
 
     async def _request(self, method: str, url: str, **options: Any) -> Any:
         """The JSON answer of a request; ``RemoteError`` naming the server's reason if not 200."""
+        request = self._http.build_request(method, url, headers=self._headers(), **options)
+        answer = await self._send(request)
+        if answer.status_code != 200:
+            raise _refusal(answer.status_code, answer.text)
         try:
-            answer = await self._http.request(method, url, headers=self._headers(), **options)
+            return answer.json()
+        except ValueError as exc:
+            raise RemoteError(f"the server's answer is not JSON: {answer.text[:200]!r}") from exc
+
+    async def _send(self, request: Any, *, stream: bool = False) -> Any:
+        """httpx's ``send``; its errors become ``RemoteError`` (the one place they are
+        translated)."""
+        try:
+            return await self._http.send(request, stream=stream)
         except self._httpx.HTTPError as exc:
             raise RemoteError(f"the server at {self.base_url} did not answer: {exc}") from exc
-        if answer.status_code != 200:
-            raise RemoteError(_reason(answer.status_code, answer.text), answer.status_code)
-        return answer.json()
+
+    async def _lines(self, answer: Any) -> AsyncIterator[str]:
+        try:
+            async for line in answer.aiter_lines():
+                yield line
+        except self._httpx.HTTPError as exc:
+            raise RemoteError(f"the stream from {self.base_url} broke off: {exc}") from exc
+
+    async def _bytes(self, answer: Any) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in answer.aiter_bytes(_CHUNK):
+                yield chunk
+        except self._httpx.HTTPError as exc:
+            raise RemoteError(f"the download from {self.base_url} broke off: {exc}") from exc
 
     async def _call(self, method: str, route: str, **options: Any) -> SandboxResponse:
         return sandbox_response(await self._request(method, self._url(route), **options))
@@ -227,18 +261,22 @@ class RemoteSandboxClient:
             headers=self._headers(),
             json={**body, "timeout": _seconds(timeout)},
         )
-        try:
-            answer = await self._http.send(request, stream=True)
-        except self._httpx.HTTPError as exc:
-            raise RemoteError(f"the server at {self.base_url} did not answer: {exc}") from exc
+        answer = await self._send(request, stream=True)
         try:
             if answer.status_code != 200:
                 text = (await answer.aread()).decode("utf-8", "replace")
-                raise RemoteError(_reason(answer.status_code, text), answer.status_code)
-            async for line in answer.aiter_lines():
+                raise _refusal(answer.status_code, text)
+            async for line in self._lines(answer):
                 if not line.strip():
                     continue
-                event = json.loads(line)
+                try:
+                    event = json.loads(line)
+                except ValueError as exc:
+                    raise RemoteError(
+                        f"the server sent an unreadable event: {line[:200]!r}"
+                    ) from exc
+                if not isinstance(event, dict):
+                    raise RemoteError(f"the server sent an unreadable event: {line[:200]!r}")
                 if event.get("type") == "keepalive":
                     continue
                 yield StreamEvent(str(event.get("type")), str(event.get("data", "")))
@@ -344,12 +382,17 @@ class RemoteCodeRunner:
     async def execute_file(
         self, path: str, timeout: limits.Timeout = limits.USE_CLIENT_DEFAULT
     ) -> SandboxResponse:
-        body = {"file_path": path, "timeout": _seconds(timeout)}
+        try:
+            remote = sandbox_path(path)
+        except ValueError as exc:
+            return SandboxResponse(False, error=str(exc))
+        body = {"file_path": remote, "timeout": _seconds(timeout)}
         return await self._client._call("POST", "/execute", json=body)
 
     def execute_file_stream(
         self, path: str, timeout: limits.Timeout = limits.USE_CLIENT_DEFAULT
     ) -> AsyncIterator[StreamEvent]:
+        # A path outside /workspace is refused by the server, as locally.
         return self._client._stream("/execute/file/stream", {"file_path": path}, timeout)
 
 
@@ -383,11 +426,12 @@ class RemoteFileSystem:
     ) -> FileOperationResponse:
         local = Path(file_path)
         try:
+            folder = sandbox_path(destination)
             source = open(local, "rb")
-        except OSError as exc:
+        except (ValueError, OSError) as exc:
             return FileOperationResponse(False, filename=local.name, error=str(exc))
         with source:
-            return await self._upload(source, destination, local.name)
+            return await self._upload(source, folder, local.name)
 
     async def upload_bytes(
         self, content: bytes | bytearray | IO[bytes], filename: str, destination: str = WORKSPACE
@@ -396,19 +440,22 @@ class RemoteFileSystem:
             return FileOperationResponse(
                 False, filename=str(filename), error=f"filename {filename!r} must be a plain name"
             )
+        try:
+            folder = sandbox_path(destination)
+        except ValueError as exc:
+            return FileOperationResponse(False, filename=filename, error=str(exc))
         if isinstance(content, bytes | bytearray):
-            import io
-
             content = io.BytesIO(bytes(content))
-        return await self._upload(content, destination, filename)
+        return await self._upload(content, folder, filename)
 
     async def write_file(
         self, path: str, content: str | bytes, encoding: str = "utf-8"
     ) -> SandboxResponse:
-        import io
-
         data = content.encode(encoding) if isinstance(content, str) else bytes(content)
-        folder, name = posixpath.split(sandbox_path(path))
+        try:
+            folder, name = posixpath.split(sandbox_path(path))
+        except ValueError as exc:
+            return SandboxResponse(False, error=str(exc))
         response = await self._upload(io.BytesIO(data), folder, name)
         if not response.success:
             return SandboxResponse(False, error=response.error)
@@ -421,20 +468,21 @@ class RemoteFileSystem:
         sandbox's disk limit) the transfer stops with ``SandboxError``."""
         client = self._client
         limit = client.disk_limit if max_size is None else max_size
+        remote = sandbox_path(remote_path)  # ValueError, as locally
         # quote() once here, httpx once more: the server decodes twice (the original client's way).
         request = client._http.build_request(
             "GET",
             client._url("/files"),
             headers=client._headers(),
-            params={"path": quote(remote_path)},
+            params={"path": quote(remote)},
         )
-        answer = await client._http.send(request, stream=True)
+        answer = await client._send(request, stream=True)
         try:
             if answer.status_code != 200:
                 text = (await answer.aread()).decode("utf-8", "replace")
-                raise RemoteError(_reason(answer.status_code, text), answer.status_code)
+                raise _refusal(answer.status_code, text)
             received = 0
-            async for chunk in answer.aiter_bytes(_CHUNK):
+            async for chunk in client._bytes(answer):
                 received += len(chunk)
                 if limit is not None and received > limit:
                     raise SandboxError(f"{remote_path} is larger than max_size={limit} bytes")
@@ -449,7 +497,7 @@ class RemoteFileSystem:
         try:
             async for chunk in self.download_stream(remote_path, max_size):
                 chunks.append(chunk)
-        except SandboxError as exc:
+        except (SandboxError, ValueError) as exc:
             return FileOperationResponse(False, path=remote_path, error=str(exc))
         return b"".join(chunks)
 
@@ -459,9 +507,10 @@ class RemoteFileSystem:
         local_path: str | os.PathLike[str] | None = None,
         max_size: int | None = None,
     ) -> FileOperationResponse:
-        import tempfile
-
-        filename = posixpath.basename(remote_path.rstrip("/")) or "download"
+        try:
+            filename = posixpath.basename(sandbox_path(remote_path))
+        except ValueError as exc:
+            return FileOperationResponse(False, error=str(exc))
         target = Path(local_path) if local_path is not None else Path.cwd() / filename
         if target.is_dir():
             target = target / filename
@@ -498,11 +547,18 @@ class RemoteFileSystem:
         remote = sandbox_path(path)
         return SandboxResponse(True, data={"content": text, "path": remote, "size": len(content)})
 
+    async def _json(self, method: str, route: str, path: str) -> SandboxResponse:
+        try:
+            remote = sandbox_path(path)
+        except ValueError as exc:
+            return SandboxResponse(False, error=str(exc))
+        return await self._client._call(method, route, params={"path": remote})
+
     async def list(self, path: str = WORKSPACE) -> SandboxResponse:
-        return await self._client._call("GET", "/files/list", params={"path": path})
+        return await self._json("GET", "/files/list", path)
 
     async def remove(self, path: str) -> SandboxResponse:
-        return await self._client._call("DELETE", "/files", params={"path": path})
+        return await self._json("DELETE", "/files", path)
 
     async def stat(self, path: str) -> SandboxResponse:
-        return await self._client._call("GET", "/files/stat", params={"path": path})
+        return await self._json("GET", "/files/stat", path)

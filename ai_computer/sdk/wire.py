@@ -47,11 +47,27 @@ def ndjson_lines(event: StreamEvent) -> Iterator[bytes]:
         for start in range(0, len(event.data), _TEXT_PIECE):
             yield _line(event.type, event.data[start : start + _TEXT_PIECE])
         return
+    if event.type == "completed":  # never dropped: the stream's end; its error is shortened
+        yield _line("completed", _short_summary(event.data))
+        return
     notice = (
         f"[a {event.type} output of {format_size(len(line))} does not fit in a stream line "
         f"(at most {format_size(LINE_LIMIT)}); POST .../execute returns it whole]"
     )
     yield _line("info", notice)
+
+
+def _short_summary(data: str) -> str:
+    try:
+        summary = json.loads(data)
+    except ValueError:
+        summary = None
+    if not isinstance(summary, dict):
+        summary = {"success": False, "error": "the execution ended", "execution_count": None}
+    error = summary.get("error")
+    if isinstance(error, str) and len(error) > _TEXT_PIECE:
+        summary["error"] = error[:_TEXT_PIECE] + " [...]"
+    return json.dumps({key: summary.get(key) for key in ("success", "error", "execution_count")})
 
 
 def keepalive_line() -> bytes:

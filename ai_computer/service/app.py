@@ -33,9 +33,9 @@ import posixpath
 import re
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 from urllib.parse import unquote
 
 from fastapi import Depends, FastAPI, File, Form, Request, UploadFile
@@ -52,6 +52,7 @@ from ..errors import SandboxError, SandboxStateError
 from ..limits import MIB, USE_CLIENT_DEFAULT, Timeout, format_size
 from ..models import SandboxResponse, StreamEvent
 from ..sdk.client import SandboxClient
+from ..sdk.files import sandbox_path
 from ..sdk.wire import (
     client_path,
     environment_code,
@@ -61,13 +62,16 @@ from ..sdk.wire import (
 )
 from .mcp import mcp_http_app
 from .sandboxes import Entry, QuotaError, Sandboxes, UnknownSandboxError
-from .tokens import Tokens
+from .tokens import TokenLimitError, Tokens
 
 log = logging.getLogger("ai_computer.service")
+T = TypeVar("T")
 access_log = logging.getLogger("ai_computer.service.access")
 
 KEEPALIVE_INTERVAL = 5.0
 """Seconds of silence after which a stream sends a ``keepalive`` event."""
+UPLOADS_IN_FLIGHT = 8
+"""Most uploads the service receives at once (each may spool up to the upload limit)."""
 DEFAULT_BODY_LIMIT = 8 * MIB
 """Most bytes of a JSON request body (code, a command line)."""
 _STREAM_MEDIA_TYPE = "application/x-ndjson"
@@ -153,15 +157,18 @@ class PackagesRequest(_Body):
     timeout: Seconds | None = None
 
 
+_UNAUTHORISED = (
+    "missing or unknown bearer token: send `Authorization: Bearer <token>` "
+    "with a token from the server's token file"
+)
+_OPEN_PATHS = frozenset({"/dev/token", "/healthz"})
+
+
 def _owner(request: Request) -> str:
-    """The request's token's owner; 401 without a known token."""
-    found = request.app.state.tokens.owner(request.headers.get("authorization"))
+    """The request's token's owner, as ``_RequireToken`` found it before the body was read."""
+    found = request.scope.get("state", {}).get("owner")
     if found is None:
-        raise HTTPException(
-            401,
-            "missing or unknown bearer token: send `Authorization: Bearer <token>` "
-            "with a token from the server's token file",
-        )
+        raise HTTPException(401, _UNAUTHORISED)
     return str(found)
 
 
@@ -211,6 +218,8 @@ def create_app(settings: ServiceSettings, sandboxes: Sandboxes) -> FastAPI:
         description="Sandboxes for untrusted Python code, each an ipykernel in a hardened "
         "container. The API of the original AI Computer service.",
         lifespan=lifespan,
+        docs_url=None,  # its pages load scripts from a CDN; /openapi.json needs a token
+        redoc_url=None,
     )
     app.state.sandboxes = sandboxes
     app.state.metrics = metrics
@@ -271,7 +280,10 @@ def create_app(settings: ServiceSettings, sandboxes: Sandboxes) -> FastAPI:
                 "this server hands out no tokens: use a token from its token file "
                 "(or start it with --give-tokens-to-anyone)",
             )
-        return {"access_token": tokens.add_new(), "token_type": "bearer"}
+        try:
+            return {"access_token": tokens.add_new(), "token_type": "bearer"}
+        except TokenLimitError as exc:
+            raise HTTPException(429, str(exc)) from None
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -335,34 +347,46 @@ def create_app(settings: ServiceSettings, sandboxes: Sandboxes) -> FastAPI:
         return "file", client_path(body.file_path)
 
     @app.post("/api/v1/sandbox/{sandbox_id}/execute")
-    async def execute(entry: SandboxEntry, body: ExecuteRequest) -> dict[str, Any]:
+    async def execute(
+        entry: SandboxEntry, body: ExecuteRequest, request: Request
+    ) -> dict[str, Any]:
         async with sandboxes.use(entry) as client:
             kind, what = program(client, body)
             timeout = _timeout(body.timeout)
 
             async def run() -> SandboxResponse:
-                if kind == "file":
-                    return await client.code.execute_file(what, timeout)
-                return await client.execute_code(what, timeout)
+                async with applied_environment(entry, body.environment) as failure:
+                    if failure is not None:
+                        return SandboxResponse(False, error=failure)
+                    if kind == "file":
+                        return await timed(client.code.execute_file(what, timeout))
+                    return await timed(client.execute_code(what, timeout))
 
-            response = await with_environment(client, body.environment, lambda: timed(run()))
+            response = await _unless_disconnected(request, run())
         return response_body(response, client.sandbox_id)
 
-    async def with_environment(
-        client: SandboxClient,
-        environment: dict[str, str] | None,
-        run: Callable[[], Awaitable[SandboxResponse]],
-    ) -> SandboxResponse:
+    @contextlib.asynccontextmanager
+    async def applied_environment(
+        entry: Entry, environment: dict[str, str] | None
+    ) -> AsyncIterator[str | None]:
+        """``environment`` set in the kernel for the block (None), or why it could not be.
+
+        Executions with an environment take turns (each saves what it replaces); the values
+        are put back even when the caller went away (shielded)."""
         if not environment:
-            return await run()
+            yield None
+            return
         setting, restoring = environment_code(environment)
-        prepared = await client.execute_code(setting)
-        if not prepared.success:
-            return SandboxResponse(False, error=f"setting the environment failed: {prepared.error}")
-        try:
-            return await run()
-        finally:
-            await client.execute_code(restoring)
+        client = entry.client
+        async with entry.environment_lock:
+            prepared = await client.execute_code(setting)
+            if not prepared.success:
+                yield f"setting the environment failed: {prepared.error}"
+                return
+            try:
+                yield None
+            finally:
+                await asyncio.shield(client.execute_code(restoring))
 
     def stream(entry: Entry, body: ExecuteRequest, force_file: bool = False) -> StreamingResponse:
         kind, what = program(entry.client, body)
@@ -371,25 +395,17 @@ def create_app(settings: ServiceSettings, sandboxes: Sandboxes) -> FastAPI:
         timeout = _timeout(body.timeout)
 
         async def events(client: SandboxClient) -> AsyncIterator[StreamEvent]:
-            setting = restoring = None
-            if body.environment:
-                setting, restoring = environment_code(body.environment)
-                prepared = await client.execute_code(setting)
-                if not prepared.success:
-                    message = f"setting the environment failed: {prepared.error}"
-                    yield StreamEvent("error", message)
-                    yield _completed(False, message)
+            async with applied_environment(entry, body.environment) as failure:
+                if failure is not None:
+                    yield StreamEvent("error", failure)
+                    yield _completed(False, failure)
                     return
-            try:
                 if kind == "file":
                     source = client.code.execute_file_stream(what, timeout)
                 else:
                     source = client.execute_code_stream(what, timeout)
                 async for event in source:
                     yield event
-            finally:
-                if restoring is not None:
-                    await client.execute_code(restoring)
 
         if body.environment:
             environment_code(body.environment)  # a bad one is a 400 before the stream starts
@@ -405,11 +421,12 @@ def create_app(settings: ServiceSettings, sandboxes: Sandboxes) -> FastAPI:
         return stream(entry, body, force_file=True)
 
     @app.post("/api/v1/sandbox/{sandbox_id}/execute/shell")
-    async def shell(entry: SandboxEntry, body: ShellRequest) -> dict[str, Any]:
+    async def shell(entry: SandboxEntry, body: ShellRequest, request: Request) -> dict[str, Any]:
         async with sandboxes.use(entry) as client:
             # The original client sends `args: []` for "no args": a shell command line.
             args = body.args or None
-            response = await client.execute_shell(body.command, args, _timeout(body.timeout))
+            run = client.execute_shell(body.command, args, _timeout(body.timeout))
+            response = await _unless_disconnected(request, run)
         return response_body(response, client.sandbox_id)
 
     @app.post("/api/v1/sandbox/{sandbox_id}/restart")
@@ -425,9 +442,12 @@ def create_app(settings: ServiceSettings, sandboxes: Sandboxes) -> FastAPI:
         return {"sandbox_id": client.sandbox_id, "success": True, "message": "interrupted"}
 
     @app.post("/api/v1/sandbox/{sandbox_id}/packages")
-    async def packages(entry: SandboxEntry, body: PackagesRequest) -> dict[str, Any]:
+    async def packages(
+        entry: SandboxEntry, body: PackagesRequest, request: Request
+    ) -> dict[str, Any]:
         async with sandboxes.use(entry) as client:
-            response = await client.install_packages(body.packages, body.timeout)
+            run = client.install_packages(body.packages, body.timeout)
+            response = await _unless_disconnected(request, run)
         return response_body(response, client.sandbox_id)
 
     # -- files ---------------------------------------------------------------------------------
@@ -474,25 +494,38 @@ def create_app(settings: ServiceSettings, sandboxes: Sandboxes) -> FastAPI:
     async def download(entry: SandboxEntry, path: str) -> StreamingResponse:
         """The file's bytes, streamed (the path is decoded twice: the original client's
         quoting is undone once more)."""
-        client = entry.client
         remote = client_path(path, unquote_again=True)
-        found = await client.fs.stat(remote)
-        if not found.success:
-            raise HTTPException(404, found.error or f"{remote}: no such file")
-        assert found.data is not None
-        name = posixpath.basename(str(found.data.get("path", remote)))
+        name = posixpath.basename(sandbox_path(remote))  # ValueError: a 400 naming the path
 
-        async def chunks() -> AsyncIterator[bytes]:
+        async def chunks() -> AsyncGenerator[bytes, None]:
             async with sandboxes.use(entry) as client:
                 async for chunk in client.fs.download_stream(remote):
                     yield bytes(chunk)
 
+        # The first chunk before the status: a file that cannot be read is a 404, not a 200
+        # cut short. No Content-Length: the sandbox's code may change the file meanwhile.
+        body = chunks()
+        try:
+            first = await anext(body, b"")
+        except SandboxError as exc:
+            await body.aclose()
+            raise HTTPException(404, str(exc)) from None
+        except BaseException:
+            await body.aclose()
+            raise
+
+        async def rest() -> AsyncIterator[bytes]:
+            try:
+                if first:
+                    yield first
+                async for chunk in body:
+                    yield chunk
+            finally:
+                await body.aclose()
+
         # Exactly this shape: the original client splits on "filename=" and strips quotes.
-        disposition = f'attachment; filename="{_header_safe(name)}"'
-        headers = {"Content-Disposition": disposition}
-        if isinstance(found.data.get("size"), int):
-            headers["Content-Length"] = str(found.data["size"])
-        return StreamingResponse(chunks(), media_type="application/octet-stream", headers=headers)
+        headers = {"Content-Disposition": f'attachment; filename="{_header_safe(name)}"'}
+        return StreamingResponse(rest(), media_type="application/octet-stream", headers=headers)
 
     @app.get("/api/v1/sandbox/{sandbox_id}/files/list")
     async def list_files(entry: SandboxEntry, path: str = "/workspace") -> dict[str, Any]:
@@ -515,11 +548,40 @@ def create_app(settings: ServiceSettings, sandboxes: Sandboxes) -> FastAPI:
     # An ASGI object as the endpoint: Starlette serves every method through it.
     endpoint = _Authenticated(mcp_endpoint, tokens)
     app.add_route("/mcp", endpoint, include_in_schema=False)  # type: ignore[arg-type]
-    app.add_middleware(_AccessLog, metrics=metrics)
+    # The last added runs first: the log sees every answer, the token is checked before
+    # any body is read, then the body is bounded as it arrives.
     app.add_middleware(
         _BodyLimit, default_limit=settings.body_limit, upload_limit=settings.upload_limit
     )
+    app.add_middleware(_RequireToken, tokens=tokens)
+    app.add_middleware(_AccessLog, metrics=metrics)
     return app
+
+
+async def _until_disconnected(request: Request) -> None:
+    # The body is read: what comes next is the client's disconnect.
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _unless_disconnected(request: Request, work: Awaitable[T]) -> T:
+    """``work``'s result; cancelled (the code interrupted, as a cancelled SDK call is) when the
+    client disconnects first."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.create_task(_until_disconnected(request))
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+        if not task.done():
+            task.cancel()
+    try:
+        return await task
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            raise
+        raise HTTPException(499, "the client closed the request; its work was stopped") from None
 
 
 def _completed(success: bool, error: str | None) -> StreamEvent:
@@ -600,13 +662,32 @@ class _Authenticated:
         authorization = headers.get(b"authorization", b"").decode("latin-1")
         owner = self.tokens.owner(authorization)
         if owner is None:
-            await _send_json(
-                send, 401, {"error": "missing or unknown bearer token: send `Authorization: "
-                "Bearer <token>` with a token from the server's token file"},
-            )  # fmt: skip
+            await _send_json(send, 401, {"error": _UNAUTHORISED}, www_authenticate=True)
             return
         access = AccessToken(token=owner, client_id=owner, scopes=[])
         await self.app({**scope, "user": AuthenticatedUser(access)}, receive, send)
+
+
+class _RequireToken:
+    """Every route but ``_OPEN_PATHS`` needs a known bearer token, checked before any of the
+    body is read (an unknown caller must not make the service spool an upload); the owner is
+    left in ``scope["state"]`` for the routes."""
+
+    def __init__(self, app: ASGIApp, tokens: Tokens) -> None:
+        self.app = app
+        self.tokens = tokens
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in _OPEN_PATHS:
+            await self.app(scope, receive, send)
+            return
+        authorization = dict(scope.get("headers", [])).get(b"authorization", b"")
+        owner = self.tokens.owner(authorization.decode("latin-1"))
+        if owner is None:
+            await _send_json(send, 401, {"error": _UNAUTHORISED}, www_authenticate=True)
+            return
+        scope.setdefault("state", {})["owner"] = owner
+        await self.app(scope, receive, send)
 
 
 class _BodyTooLarge(Exception):
@@ -622,12 +703,17 @@ class _BodyLimit:
         self.app = app
         self.default_limit = default_limit
         self.upload_limit = upload_limit
+        self.uploads = 0  # in flight (each spools up to upload_limit on the host's disk)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         upload = scope["path"].endswith("/files/upload")
+        if upload and self.uploads >= UPLOADS_IN_FLIGHT:
+            message = f"at most {UPLOADS_IN_FLIGHT} uploads at once; try again when one ends"
+            await _send_json(send, 503, {"error": message})
+            return
         # Multipart framing adds a little to the file itself.
         limit = self.upload_limit + MIB if upload else self.default_limit
         what = "an upload" if upload else "a request body"
@@ -666,16 +752,23 @@ class _BodyLimit:
                 return
             await send(message_out)
 
+        self.uploads += upload
         try:
             await self.app(scope, bounded_receive, watched_send)
         except _BodyTooLarge:
             if not replaced:
                 await _send_json(send, 413, {"error": message})
+        finally:
+            self.uploads -= upload
 
 
-async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
+async def _send_json(
+    send: Send, status: int, body: dict[str, Any], *, www_authenticate: bool = False
+) -> None:
     payload = json.dumps(body).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(payload))]
+    if www_authenticate:
+        headers.append((b"www-authenticate", b"Bearer"))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": payload})
 

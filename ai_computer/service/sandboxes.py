@@ -10,11 +10,12 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import SandboxError
+from ..limits import format_size
 from ..sdk.client import SandboxClient
 from ..sdk.pool import SandboxPool
 
@@ -45,6 +46,7 @@ class Entry:
     owner: str
     last_used: float = field(default_factory=time.monotonic)
     active: int = 0
+    environment_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
     def status(self) -> str:
@@ -64,7 +66,9 @@ class Sandboxes:
         idle_timeout: float | None,
         prestart: int = 0,
     ) -> None:
-        SandboxClient(**options)  # checks the options: constructing a client starts nothing
+        # Checks the options (constructing a client starts nothing); they are also the most a
+        # create request may ask for.
+        self._ceiling = SandboxClient(**options)
         self.options = options
         self.max_sandboxes = max_sandboxes
         self.per_token = per_token
@@ -97,8 +101,8 @@ class Sandboxes:
         """
         if self.closed:
             raise QuotaError("the service is shutting down", 503)
-        options = {**self.options, **overrides}
-        client = SandboxClient(**options)  # raises ValueError for a limit out of range
+        client = SandboxClient(**{**self.options, **overrides})  # ValueError: out of range
+        self._check_ceilings(client)
         starting = sum(self._starting.values())
         if len(self._entries) + starting >= self.max_sandboxes:
             raise QuotaError(
@@ -128,6 +132,27 @@ class Sandboxes:
         self._entries[client.sandbox_id] = entry
         log.info("sandbox created", extra={"sandbox": client.sandbox_id, "owner": owner})
         return entry
+
+    def _check_ceilings(self, client: SandboxClient) -> None:
+        """The service's limits are the most a create request may ask for."""
+        ceiling = self._ceiling
+        asked: list[tuple[str, float, float, Callable[[Any], str]]] = [
+            ("memory_limit", client.memory_limit, ceiling.memory_limit, format_size),
+            ("disk_limit", client.disk_limit, ceiling.disk_limit, format_size),
+            ("cpu_limit", client.cpu_limit, ceiling.cpu_limit, "{:g}".format),
+        ]
+        for name, value, most, shown in asked:
+            if value > most:
+                raise ValueError(
+                    f"{name} {shown(value)} exceeds this server's {shown(most)} "
+                    f"(its --{name.replace('_', '-')})"
+                )
+        if ceiling.timeout is not None and (
+            client.timeout is None or client.timeout > ceiling.timeout
+        ):
+            raise ValueError(
+                f"timeout {client.timeout} exceeds this server's {ceiling.timeout:g} s (--timeout)"
+            )
 
     def get(self, owner: str, sandbox_id: str) -> Entry:
         entry = self._entries.get(sandbox_id)
@@ -160,6 +185,8 @@ class Sandboxes:
         self.closed = True
         if self._reaper is not None:
             self._reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reaper
         entries, self._entries = list(self._entries.values()), {}
         removals: list[Awaitable[object]] = [entry.client.cleanup() for entry in entries]
         if self._pool is not None:
@@ -173,15 +200,19 @@ class Sandboxes:
         while True:
             await asyncio.sleep(min(idle_timeout / 4, 5.0))
             now = time.monotonic()
+            # Taken out in one pass with no await: nothing can start using them meanwhile.
             idle = [
-                (sandbox_id, entry)
-                for sandbox_id, entry in self._entries.items()
+                self._entries.pop(sandbox_id)
+                for sandbox_id, entry in list(self._entries.items())
                 if not entry.active and now - entry.last_used >= idle_timeout
             ]
-            for sandbox_id, entry in idle:
-                del self._entries[sandbox_id]
-                log.info("idle sandbox removed", extra={"sandbox": sandbox_id})
-                try:
-                    await entry.client.cleanup()
-                except Exception:  # one failed removal must not stop the reaper
-                    log.exception("removing idle sandbox %s failed", sandbox_id)
+            for entry in idle:
+                log.info("idle sandbox removed", extra={"sandbox": entry.client.sandbox_id})
+            results = await asyncio.gather(
+                *(entry.client.cleanup() for entry in idle), return_exceptions=True
+            )
+            for entry, result in zip(idle, results, strict=True):
+                if isinstance(result, Exception):  # one failed removal must not stop the reaper
+                    log.error(
+                        "removing idle sandbox %s failed: %s", entry.client.sandbox_id, result
+                    )

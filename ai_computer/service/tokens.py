@@ -54,7 +54,7 @@ def load_token_file(path: Path) -> tuple[list[str], str | None]:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
         raise TokenFileError(f"cannot read token file {path}: {exc}") from exc
-    tokens = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    tokens = [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
     short = [index for index, token in enumerate(tokens, 1) if len(token) < MIN_TOKEN_LENGTH]
     if short:
         raise TokenFileError(
@@ -65,16 +65,40 @@ def load_token_file(path: Path) -> tuple[list[str], str | None]:
     return tokens, None
 
 
+MAX_GIVEN_TOKENS = 1000
+"""Most tokens ``/dev/token`` hands out in one run of the service."""
+
+
+class TokenLimitError(SandboxError):
+    """``/dev/token`` has handed out its most tokens."""
+
+
+def _digest(token: bytes) -> bytes:
+    return hashlib.sha256(token).digest()
+
+
 class Tokens:
     """The tokens the service accepts: those it was started with, plus any ``/dev/token``
-    handed out (only when the service was started to give tokens to anyone)."""
+    handed out (only when the service was started to give tokens to anyone, at most
+    ``MAX_GIVEN_TOKENS``).
+
+    Kept by their SHA-256: a request's token is hashed, looked up, and the stored token
+    compared in constant time, so the check costs the same however many tokens there are.
+    """
 
     def __init__(self, tokens: list[str]) -> None:
-        self._tokens = [token.encode() for token in tokens]
+        self._tokens = {_digest(token.encode()): token.encode() for token in tokens}
+        self._given = 0
 
     def add_new(self) -> str:
+        if self._given >= MAX_GIVEN_TOKENS:
+            raise TokenLimitError(
+                f"this server has handed out its most tokens ({MAX_GIVEN_TOKENS}); restart it, "
+                "or use a token from its token file"
+            )
         token = new_token()
-        self._tokens.append(token.encode())
+        self._tokens[_digest(token.encode())] = token.encode()
+        self._given += 1
         return token
 
     def owner(self, authorization: str | None) -> str | None:
@@ -82,10 +106,8 @@ class Tokens:
         if not authorization:
             return None
         scheme, _, given = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not given:
+        if scheme.lower() != "bearer" or not given.strip():
             return None
         candidate = given.strip().encode("utf-8", "surrogateescape")
-        matched = False
-        for token in self._tokens:  # no early exit: the time says nothing about which
-            matched |= hmac.compare_digest(candidate, token)
-        return owner_of(given.strip()) if matched else None
+        known = self._tokens.get(_digest(candidate), b"")
+        return owner_of(given.strip()) if hmac.compare_digest(candidate, known) else None

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import os
 from pathlib import Path
+
+import pytest
 
 from ai_computer import FileOperationResponse, SandboxClient
 
@@ -83,3 +86,18 @@ async def test_execute_file_runs_a_sandbox_python_file(core_sandbox: SandboxClie
     stat = await core_sandbox.fs.stat("jobs/job.py")
     assert stat.data == {"path": "/workspace/jobs/job.py", "size": 40}
     await core_sandbox.fs.remove("jobs")
+
+
+async def test_a_download_stream_closed_early_lets_go_at_once(core_sandbox: SandboxClient) -> None:
+    await core_sandbox.execute_code("open('stream.bin', 'wb').write(bytes(24 << 20))")
+    chunks = core_sandbox.fs.download_stream("stream.bin")
+    first = await anext(chunks)
+    assert 0 < len(first) <= 1 << 20
+    await asyncio.wait_for(chunks.aclose(), 10)  # the transfer stops; nothing waits for a reader
+    again = await core_sandbox.download_bytes("stream.bin")
+    assert isinstance(again, bytes) and len(again) == 24 << 20
+    with pytest.raises(ValueError, match="outside"):
+        await anext(core_sandbox.fs.download_stream("/etc/passwd"))
+    outside = await core_sandbox.fs.read_file("/etc/hostname")
+    assert not outside.success and "outside the sandbox's /workspace" in outside.error
+    assert (await core_sandbox.fs.remove("stream.bin")).success

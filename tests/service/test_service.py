@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -99,6 +100,9 @@ def test_tokens_isolation_quotas_and_idle_reaping(
         assert full.status_code == 503 and "maximum of 2 sandboxes" in full.json()["error"]
         too_big = create(http, TOKENS[2], memory_limit="3G")  # a bad limit before any quota
         assert too_big.status_code == 400 and "2G" in too_big.json()["error"]
+        above = create(http, TOKENS[2], memory_limit="1G")  # the server's limits are ceilings
+        assert above.status_code == 400
+        assert "exceeds this server's 256M (its --memory-limit)" in above.json()["error"]
 
         # Idle reaping: unused for 3 s, both are removed, and the quota is free again.
         assert http.get(f"/api/v1/sandbox/{sandbox}/status", headers=a).status_code == 200
@@ -111,6 +115,21 @@ def test_tokens_isolation_quotas_and_idle_reaping(
         metrics = http.get("/metrics", headers=c).text
         assert "ai_computer_sandboxes_live 1" in metrics
         assert 'ai_computer_errors_total{kind="quota"} 2' in metrics
+
+
+def test_no_body_is_read_before_the_token_is_checked(strict_service: ServiceProcess) -> None:
+    # Headers promising 200 MB, then nothing: the refusal must come without waiting for them.
+    host, port = strict_service.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as connection:
+        connection.sendall(
+            b"POST /api/v1/sandbox/x/files/upload HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Type: multipart/form-data; boundary=b\r\n"
+            b"Content-Length: 200000000\r\n\r\n--b\r\n"
+        )
+        answer = b""
+        while b"bearer token" not in answer and (part := connection.recv(65536)):
+            answer += part
+    assert answer.startswith(b"HTTP/1.1 401") and b"bearer token" in answer
 
 
 def test_request_bodies_are_bounded_and_checked(strict_service: ServiceProcess) -> None:
@@ -151,6 +170,15 @@ def test_request_bodies_are_bounded_and_checked(strict_service: ServiceProcess) 
             f"{route}/execute", json={"code": "'GREETING' in __import__('os').environ"}
         )
         assert after.json()["result"] is False  # for that execution only
+        # A stream that leaves: its environment is put back all the same.
+        leaving = {"code": "import time; time.sleep(30)", "environment": {"SECRETX": "leak"}}
+        with http.stream("POST", f"{route}/execute/stream", json=leaving) as answer:
+            next(answer.iter_lines())  # the keepalive, once the code runs
+        probe = {"code": "import os; os.environ.get('SECRETX')"}
+        deadline = time.monotonic() + 15
+        while (seen := http.post(f"{route}/execute", json=probe).json())["result"] is not None:
+            assert time.monotonic() < deadline, seen
+            time.sleep(0.2)
         bad_name = http.post(
             f"{route}/execute", json={"code": "1", "environment": {"A=B; rm": "x"}}
         )
@@ -230,3 +258,19 @@ def test_token_file_is_created_private_and_refused_when_open(tmp_path: Path) -> 
     os.chmod(path, 0o644)
     with pytest.raises(TokenFileError, match="chmod 600"):
         load_token_file(path)
+
+
+async def test_a_cancelled_remote_call_interrupts_its_code(service: ServiceProcess) -> None:
+    import asyncio
+
+    from ai_computer import SandboxClient
+
+    async with SandboxClient(base_url=service.url, token=service.token) as client:
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(client.execute_code("import time; time.sleep(30)"), 1)
+        started = time.monotonic()
+        after = await client.execute_code("print('next')")
+        assert after.data["output"] == "next\n" and time.monotonic() - started < 10
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(client.execute_shell("sleep 30"), 1)
+        assert (await client.execute_shell("echo ok")).data["stdout"] == "ok\n"

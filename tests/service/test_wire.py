@@ -107,3 +107,11 @@ def test_environment_code_takes_only_names_and_strings() -> None:
     for bad in ({"1X": "a"}, {"A B": "a"}, {"A": "a\0"}, {f"V{i}": "" for i in range(65)}):
         with pytest.raises(ValueError):
             environment_code(bad)
+
+
+def test_the_completed_event_is_never_dropped() -> None:
+    summary = json.dumps({"success": False, "error": "E: " + "x" * 200_000, "execution_count": 3})
+    (line,) = ndjson_lines(StreamEvent("completed", summary))
+    event = json.loads(line)
+    assert event["type"] == "completed" and len(line) <= LINE_LIMIT
+    assert json.loads(event["data"])["execution_count"] == 3
