@@ -200,13 +200,14 @@ async def test_stdio_session_runs_code_and_removes_its_sandbox(
     docker_engine: docker.DockerClient, tmp_path: Path
 ) -> None:
     errlog = tmp_path / "server.log"
+    others = await child_owners(docker_engine)  # e.g. the session's `ai-computer serve`
     async with stdio_session(errlog) as session:
         listed = await session.list_tools()
         assert {tool.name for tool in listed.tools} == TOOLS
 
         printed = await session.call_tool("execute_code", {"code": "print(1+1)"})
         assert not printed.is_error and text(printed).strip() == "2"
-        [owner] = await child_owners(docker_engine)
+        [owner] = await child_owners(docker_engine) - others
 
         plot = "import matplotlib.pyplot as plt\nplt.plot([1, 2])\nplt.show()"
         plotted = await session.call_tool("execute_code", {"code": plot})
@@ -241,10 +242,11 @@ async def test_stdio_server_removes_its_sandbox_on_sigterm(
     docker_engine: docker.DockerClient, tmp_path: Path
 ) -> None:
     errlog = tmp_path / "server.log"
+    others = await child_owners(docker_engine)  # e.g. the session's `ai-computer serve`
     async with stdio_session(errlog) as session:
         started = await session.call_tool("execute_code", {"code": "x = 1"})
         assert not started.is_error, text(started)
-        [owner] = await child_owners(docker_engine)
+        [owner] = await child_owners(docker_engine) - others
         os.kill(int(owner), signal.SIGTERM)
         # A call on the heels of the signal mostly reaches a server that has stopped reading
         # (mcp's stdin thread still hands it on): it fails as the connection closes, or is
