@@ -106,6 +106,23 @@ def _report(result: ExecResult) -> dict[str, Any] | None:
     return report if isinstance(report, dict) and not result.stdout_dropped else None
 
 
+def text_response(
+    content: bytes | FileOperationResponse, path: str, encoding: str
+) -> SandboxResponse:
+    """``read_file``'s response from what ``download_bytes`` gave (local and remote)."""
+    if isinstance(content, FileOperationResponse):
+        return SandboxResponse(False, error=content.error)
+    try:
+        text = content.decode(encoding)
+    except UnicodeDecodeError as exc:
+        return SandboxResponse(
+            False, error=f"{path!r} is not {encoding} text ({exc}); use download_bytes()"
+        )
+    return SandboxResponse(
+        True, data={"content": text, "path": sandbox_path(path), "size": len(content)}
+    )
+
+
 class FileSystem:
     """``client.fs``: read, write, list, remove, upload and download files in /workspace.
 
@@ -352,18 +369,7 @@ class FileSystem:
 
     async def read_file(self, path: str, encoding: str = "utf-8") -> SandboxResponse:
         """A sandbox text file's content: ``data["content"]``."""
-        content = await self.download_bytes(path)
-        if isinstance(content, FileOperationResponse):
-            return SandboxResponse(False, error=content.error)
-        try:
-            text = content.decode(encoding)
-        except UnicodeDecodeError as exc:
-            return SandboxResponse(
-                False, error=f"{path!r} is not {encoding} text ({exc}); use download_bytes()"
-            )
-        return SandboxResponse(
-            True, data={"content": text, "path": sandbox_path(path), "size": len(content)}
-        )
+        return text_response(await self.download_bytes(path), path, encoding)
 
     # -- the tree ----------------------------------------------------------------------------
 

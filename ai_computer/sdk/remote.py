@@ -30,7 +30,7 @@ from .. import limits
 from ..backends.image import WORKSPACE
 from ..errors import SandboxError, SandboxStartError, SandboxStateError
 from ..models import FileOperationResponse, SandboxResponse, StreamEvent
-from .files import sandbox_path
+from .files import sandbox_path, text_response
 from .packages import check_specifiers
 from .wire import sandbox_response
 
@@ -535,17 +535,7 @@ class RemoteFileSystem:
         )
 
     async def read_file(self, path: str, encoding: str = "utf-8") -> SandboxResponse:
-        content = await self.download_bytes(path)
-        if isinstance(content, FileOperationResponse):
-            return SandboxResponse(False, error=content.error)
-        try:
-            text = content.decode(encoding)
-        except UnicodeDecodeError as exc:
-            return SandboxResponse(
-                False, error=f"{path!r} is not {encoding} text ({exc}); use download_bytes()"
-            )
-        remote = sandbox_path(path)
-        return SandboxResponse(True, data={"content": text, "path": remote, "size": len(content)})
+        return text_response(await self.download_bytes(path), path, encoding)
 
     async def _json(self, method: str, route: str, path: str) -> SandboxResponse:
         try:
