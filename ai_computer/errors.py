@@ -8,6 +8,8 @@ One root to catch, a short tree under it::
     ├── DockerUnavailableError   no Docker engine answers (says how to start one)
     ├── ImageNotFoundError       the sandbox image is missing (says how to build it)
     ├── ImageBuildError          building the sandbox image failed
+    ├── RuntimeUnavailableError  runtime="gvisor" asked for, not registered with the engine
+    │                            (says what to add to daemon.json)
     └── SandboxStartError        the container or its kernel did not come up
 
 Errors carry what they are about as fields, besides the message: ``SandboxStartError`` has the
@@ -43,6 +45,16 @@ class ImageNotFoundError(SandboxError):
         super().__init__(message)
         self.image = image
         """The image that was asked for."""
+
+
+class RuntimeUnavailableError(SandboxError):
+    """The engine has no runtime registered for the sandbox's ``runtime`` (never a silent
+    fall-back to runc)."""
+
+    def __init__(self, message: str, *, runtime: str) -> None:
+        super().__init__(message)
+        self.runtime = runtime
+        """The runtime that was asked for (``gvisor``)."""
 
 
 class ImageBuildError(SandboxError):

@@ -119,6 +119,17 @@ def parse_prestart(value: int | str) -> int:
     return int(text)
 
 
+RUNTIMES = ("runc", "gvisor")
+"""Where a sandbox's kernel runs: Docker's default runtime, or gVisor's user-space kernel."""
+
+
+def parse_runtime(value: object) -> str:
+    """Validate a sandbox runtime: ``runc`` (the default) or ``gvisor``."""
+    if not isinstance(value, str) or value not in RUNTIMES:
+        raise ValueError(f"runtime {value!r} is not one of: {', '.join(RUNTIMES)}")
+    return value
+
+
 class _ClientDefault(enum.Enum):
     USE_CLIENT_DEFAULT = "USE_CLIENT_DEFAULT"
 

@@ -60,6 +60,9 @@ class SandboxSpec:
     environment: Mapping[str, str] = field(default_factory=dict)
     """The kernel's own variables, laid over the ones every sandbox gets."""
     owner_labels: Mapping[str, str] = field(default_factory=dict)
+    runtime: str = "runc"
+    """Where the kernel runs: ``runc`` or ``gvisor`` (a user-space kernel between its code and
+    the host's; the companions that forward its messages stay on runc)."""
 
 
 @dataclass(frozen=True)

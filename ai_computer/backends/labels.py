@@ -26,6 +26,7 @@ ROLE_LABEL = "ai-computer.role"
 MEMORY_LIMIT_LABEL = "ai-computer.memory-limit"
 CPU_LIMIT_LABEL = "ai-computer.cpu-limit"
 DISK_LIMIT_LABEL = "ai-computer.disk-limit"
+RUNTIME_LABEL = "ai-computer.runtime"
 """The kernel container's limits (bytes, cores, bytes), for ``ai-computer ps``."""
 
 

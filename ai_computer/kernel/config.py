@@ -44,6 +44,12 @@ class SandboxProvisionerConfig(KernelProvisionerBase):
         limits.DEFAULT_PIDS_LIMIT,
         help="Most processes and threads the sandbox may have (stops fork bombs).",
     ).tag(config=True)
+    runtime = Unicode(
+        "runc",
+        help="Where the kernel runs: 'runc' (Docker's default) or 'gvisor' (gVisor's runsc, a "
+        "user-space kernel between the code and the host's; registered with the engine as "
+        "'ai-computer-gvisor', see the README).",
+    ).tag(config=True)
     tmp_size = Unicode(
         "64M", help="Size of the writable /tmp and home tmpfs (each; counted against memory)."
     ).tag(config=True)
@@ -115,6 +121,10 @@ class SandboxProvisionerConfig(KernelProvisionerBase):
         if not 32 <= value <= 4096:
             raise TraitError(f"pids_limit {value} is out of range (allowed: 32 to 4096)")
         return value
+
+    @validate("runtime")
+    def _validate_runtime(self, proposal: dict[str, Any]) -> str:
+        return self._checked(limits.parse_runtime, proposal["value"])
 
     @validate("disk_limit")
     def _validate_disk_limit(self, proposal: dict[str, Any]) -> int:

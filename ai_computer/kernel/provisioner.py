@@ -111,6 +111,7 @@ class DockerSandboxProvisioner(SandboxProvisionerConfig):
                 **self.environment,
             },
             owner_labels=owner_labels(),
+            runtime=self.runtime,
         )
 
     async def exited(self) -> ContainerExit:

@@ -151,6 +151,7 @@ class SandboxClient:
         startup_timeout: float = limits.DEFAULT_STARTUP_TIMEOUT,
         interrupt_grace: float = 3.0,
         disk_limit: str | int = limits.DEFAULT_DISK_LIMIT,
+        runtime: str = "runc",
         base_url: None = None,
         token: None = None,
     ) -> None:
@@ -158,6 +159,7 @@ class SandboxClient:
             raise TypeError("token is for a remote sandbox: give base_url too (the server's URL)")
         self.memory_limit = limits.parse_memory_limit(memory_limit)
         self.disk_limit = limits.parse_disk_limit(disk_limit)
+        self.runtime = limits.parse_runtime(runtime)
         self.cpu_limit = limits.parse_cpu_limit(cpu_limit)
         self.timeout = limits.parse_timeout(timeout)
         self.output_limit = limits.parse_size(output_limit, name="output_limit")
@@ -172,6 +174,7 @@ class SandboxClient:
             "pids_limit": pids_limit,
             "environment": dict(environment or {}),
             "disk_limit": self.disk_limit,
+            "runtime": self.runtime,
             # The relay refuses what this client would refuse anyway (room for the headers).
             "message_limit": max_message_size(self.output_limit) + limits.MIB,
         }
@@ -287,6 +290,7 @@ class SandboxClient:
             "memory_limit": limits.format_size(self.memory_limit),
             "cpu_limit": self.cpu_limit,
             "timeout": self.timeout,
+            "runtime": self.runtime,
         }
 
     def _live(self, *, broken_too: bool = False) -> Session:

@@ -29,7 +29,7 @@ from typing import Any
 import docker
 import docker.errors
 
-from ...errors import ImageNotFoundError, SandboxStartError
+from ...errors import ImageNotFoundError, RuntimeUnavailableError, SandboxStartError
 from ...inside import source
 from ...inside.relay import PORTS as RELAY_PORTS
 from ...inside.relay import REFUSED
@@ -161,6 +161,23 @@ class DockerBackend(Backend):
         path.chmod(0o644)
         return info
 
+    def runtimes(self) -> set[str]:
+        """The runtimes the engine has registered (``docker info``)."""
+        return set(docker_client().info().get("Runtimes") or {})
+
+    def require_gvisor(self) -> None:
+        """Raise ``RuntimeUnavailableError`` naming the fix unless the engine has gVisor
+        registered as ``specs.GVISOR_RUNTIME``."""
+        if specs.GVISOR_RUNTIME in self.runtimes():
+            return
+        snippet = json.dumps(specs.GVISOR_DAEMON_CONFIG)
+        raise RuntimeUnavailableError(
+            f"runtime 'gvisor' is not registered with the Docker engine: install gVisor "
+            f"(`apt-get install runsc`, or `bash setup.sh setup --gvisor`), add {snippet} to "
+            "the engine's daemon.json (/etc/docker/daemon.json), then restart the engine",
+            runtime="gvisor",
+        )
+
     def connection_file(self, spec: SandboxSpec) -> str:
         return f"{specs.sandbox_dir(spec)}/connection.json"
 
@@ -168,6 +185,8 @@ class DockerBackend(Backend):
         """Create the volumes unless they exist, then start the kernel's container, the relay
         and (unless it runs) the holder side by side: little time is added to a start. What one
         start made is removed again if another failed."""
+        if spec.runtime == "gvisor":
+            self.require_gvisor()
         kernel_config = self.kernel_config(spec, argv)  # every config first: nothing half-made
         relay_config = specs.relay_container(spec, source("relay.py"))
         self._ensure_volumes(spec)

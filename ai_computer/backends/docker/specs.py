@@ -23,6 +23,7 @@ from ..labels import (
     DISK_LIMIT_LABEL,
     MEMORY_LIMIT_LABEL,
     ROLE_LABEL,
+    RUNTIME_LABEL,
     SANDBOX_LABEL,
 )
 
@@ -131,6 +132,32 @@ def hardened(
     return {**base, **more}
 
 
+GVISOR_RUNTIME = "ai-computer-gvisor"
+"""The engine's name for gVisor as the kernel runs under it: runsc with ``--network=none``
+(this runsc release refuses Docker's own ``none`` network otherwise) and ``--host-uds=all``
+(the kernel's unix sockets on the volume the relay shares). See ``GVISOR_DAEMON_CONFIG``."""
+GVISOR_DAEMON_CONFIG = {
+    "runtimes": {
+        GVISOR_RUNTIME: {
+            "path": "/usr/bin/runsc",
+            "runtimeArgs": ["--network=none", "--host-uds=all"],
+        }
+    }
+}
+"""What the engine's ``daemon.json`` needs for ``runtime="gvisor"``."""
+
+
+def gvisor_pids_limit(user_processes: int) -> int:
+    """The engine's pids limit for a gVisor kernel that may run ``user_processes``.
+
+    gVisor's own host threads count against the container's pids cgroup (about 53 when idle,
+    about 8 more per process inside) and running out there kills the whole sandbox; so the
+    cgroup gets room for all of them, and the processes themselves are bounded inside by
+    RLIMIT_NPROC, which gVisor enforces with a plain EAGAIN, as runc's pids limit does.
+    """
+    return 128 + 9 * user_processes
+
+
 def kernel_environment(spec: SandboxSpec) -> dict[str, str]:
     """The kernel's environment: nothing of the host's, its limits, and its own variables."""
     threads = str(max(1, math.ceil(spec.cpu_limit)))
@@ -157,13 +184,22 @@ def kernel_container(spec: SandboxSpec, cmd: list[str]) -> dict[str, Any]:
     uid, _, gid = spec.user.partition(":")
     tmpfs_options = f"rw,nosuid,nodev,size={spec.tmp_size}"
     home_options = f"{tmpfs_options},uid={uid},gid={gid},mode=0700"
+    ulimits = [Ulimit(name="core", soft=0, hard=0)]
+    pids_limit = spec.pids_limit
+    runtime: dict[str, Any] = {}
+    if spec.runtime == "gvisor":
+        pids_limit = gvisor_pids_limit(spec.pids_limit)
+        ulimits.append(Ulimit(name="nproc", soft=spec.pids_limit, hard=spec.pids_limit))
+        runtime["runtime"] = GVISOR_RUNTIME
+    elif spec.runtime != "runc":
+        raise ValueError(f"runtime {spec.runtime!r} is not one of: runc, gvisor")
     return hardened(
         spec,
         "kernel",
         user=spec.user,
         memory=spec.memory_limit,
         nano_cpus=int(spec.cpu_limit * 1e9),
-        pids_limit=spec.pids_limit,
+        pids_limit=pids_limit,
         mounts=[
             Mount(CONTAINER_CONNECTION_DIR, runtime_dir(spec), type="bind", read_only=True),
             Mount(CONTAINER_RUNTIME_DIR, sockets_volume(spec), type="volume"),
@@ -175,13 +211,15 @@ def kernel_container(spec: SandboxSpec, cmd: list[str]) -> dict[str, Any]:
             MEMORY_LIMIT_LABEL: str(spec.memory_limit),
             CPU_LIMIT_LABEL: f"{spec.cpu_limit:g}",
             DISK_LIMIT_LABEL: str(spec.disk_limit),
+            RUNTIME_LABEL: spec.runtime,
         },
         command=["sh", "-c", _KERNEL_START, "sh", *cmd],
         working_dir=WORKSPACE,
         environment=kernel_environment(spec),
         tmpfs={"/tmp": tmpfs_options, HOME: home_options},
         ipc_mode="private",
-        ulimits=[Ulimit(name="core", soft=0, hard=0)],
+        ulimits=ulimits,
+        **runtime,
     )
 
 
