@@ -5,6 +5,9 @@
 #   bash setup.sh test     set up, then run the test suite (extra arguments go to pytest)
 #   bash setup.sh setup    set up only
 #
+# --gvisor (with run or setup; test always does it) also installs Debian's gVisor (runsc) and
+# registers it with the engine as the runtime "ai-computer-gvisor", for runtime="gvisor".
+#
 # Each step is skipped when it is already done: a reachable Docker engine is used as it is
 # (DOCKER_HOST etc.); one is installed from the distribution's packages and started only when
 # none answers. Installing needs root.
@@ -37,9 +40,7 @@ ensure_docker() {
         else
             [ "$(id -u)" = 0 ] || die "no Docker engine answers: start one (dockerd) or set DOCKER_HOST"
             # No default bridge: sandboxes have no network anyway (see DESIGN.md).
-            say "starting dockerd (log: /var/log/dockerd.log)"
-            setsid dockerd --bridge=none --iptables=false --ip-masq=false \
-                >/var/log/dockerd.log 2>&1 </dev/null &
+            start_dockerd
         fi
         for _ in $(seq 120); do
             docker info >/dev/null 2>&1 && break
@@ -48,6 +49,70 @@ ensure_docker() {
         docker info >/dev/null 2>&1 || die "dockerd did not come up; see /var/log/dockerd.log"
     fi
     say "Docker engine: $(docker version --format '{{.Server.Version}}' 2>/dev/null)"
+}
+
+GVISOR_CONFIG=/etc/ai-computer/dockerd.json
+OUR_DOCKERD_FLAGS="--bridge=none --iptables=false --ip-masq=false"
+
+start_dockerd() {
+    # No default bridge: sandboxes have no network anyway (see DESIGN.md). With gVisor
+    # installed, our own config file registers it.
+    local config=()
+    if command -v runsc >/dev/null; then
+        write_gvisor_config
+        config=(--config-file "$GVISOR_CONFIG")
+    fi
+    say "starting dockerd (log: /var/log/dockerd.log)"
+    # shellcheck disable=SC2086
+    setsid dockerd $OUR_DOCKERD_FLAGS "${config[@]}" >/var/log/dockerd.log 2>&1 </dev/null &
+}
+
+write_gvisor_config() {
+    mkdir -p "$(dirname "$GVISOR_CONFIG")"
+    cat >"$GVISOR_CONFIG" <<'JSON'
+{
+  "runtimes": {
+    "ai-computer-gvisor": {
+      "path": "/usr/bin/runsc",
+      "runtimeArgs": ["--network=none", "--host-uds=all"]
+    }
+  }
+}
+JSON
+}
+
+gvisor_registered() {
+    docker info --format '{{json .Runtimes}}' 2>/dev/null | grep -q '"ai-computer-gvisor"'
+}
+
+ensure_gvisor() {
+    command -v runsc >/dev/null || apt_install runsc
+    if gvisor_registered; then
+        say "gVisor: registered with the engine (ai-computer-gvisor)"
+        return
+    fi
+    # An engine this script started (its flags, no systemd) is restarted with our config file;
+    # any other engine's configuration is its owner's: say what to add, change nothing.
+    local pid
+    pid=$(cat /var/run/docker.pid 2>/dev/null || true)
+    if [ -n "$pid" ] && [ ! -d /run/systemd/system ] \
+        && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$OUR_DOCKERD_FLAGS"; then
+        say "restarting the dockerd this script started, with gVisor registered"
+        kill "$pid"
+        for _ in $(seq 120); do [ -e "/proc/$pid" ] || break; sleep 0.5; done
+        start_dockerd
+        for _ in $(seq 120); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
+        gvisor_registered || die "dockerd did not register gVisor; see /var/log/dockerd.log"
+        say "gVisor: registered with the engine (ai-computer-gvisor)"
+        return
+    fi
+    die "gVisor (runsc) is installed but your Docker engine does not know it. Add this to its
+daemon.json (/etc/docker/daemon.json), then restart the engine (systemctl restart docker):
+$(cat <<'JSON'
+  "runtimes": {"ai-computer-gvisor": {"path": "/usr/bin/runsc",
+                "runtimeArgs": ["--network=none", "--host-uds=all"]}}
+JSON
+)"
 }
 
 ensure_venv() {
@@ -105,8 +170,17 @@ case "$command" in
     run|test|setup) ;;
     *) die "unknown command '$command' (use: run, test or setup)" ;;
 esac
+gvisor=no
+if [ "$command" = test ]; then
+    gvisor=yes  # the suites run under both runtimes: CI must have gVisor
+elif [ "${1:-}" = --gvisor ]; then
+    gvisor=yes
+    shift
+fi
 
+if [ "$gvisor" = yes ] && ! command -v runsc >/dev/null; then apt_install runsc; fi
 ensure_docker
+if [ "$gvisor" = yes ]; then ensure_gvisor; fi
 ensure_venv
 ensure_image
 if [ "$command" = test ]; then ensure_browser; fi

@@ -20,7 +20,6 @@ import pytest
 
 from ai_computer.backends.labels import SANDBOX_LABEL
 
-DOCKERD = "dockerd --bridge=none --iptables=false --ip-masq=false"
 
 
 def engine_answers() -> bool:
@@ -51,10 +50,15 @@ def restart_engine() -> None:
         subprocess.run(["systemctl", "restart", "docker"], check=True, timeout=120)
     else:
         pid = int(Path("/var/run/docker.pid").read_text())
+        # The same command line again (setup.sh's flags, and its config file naming gVisor).
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
         os.kill(pid, signal.SIGTERM)
         wait_until(lambda: process_gone(pid), 60, "dockerd did not stop")
-        # Exactly as setup.sh starts it: in its own session, in the background.
-        subprocess.run(["sh", "-c", f"setsid {DOCKERD} >/var/log/dockerd.log 2>&1 </dev/null &"])
+        # As setup.sh starts it: in its own session, in the background.
+        with open("/var/log/dockerd.log", "ab") as log:
+            subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
+            )
     wait_until(engine_answers, 60, "the Docker engine did not answer again")
 
 
