@@ -118,6 +118,13 @@ def _add_limit_arguments(parser: argparse.ArgumentParser, *, defaults: str) -> N
         help=f"CPU limit in cores, fractions allowed (0.1 to 4; {defaults} 1)",
     )
     parser.add_argument("--image", help="sandbox image (default: the one `image build` makes)")
+    parser.add_argument(
+        "--runtime",
+        choices=limits.RUNTIMES,
+        default="runc",
+        help="where the kernel runs: runc (default) or gvisor (gVisor's user-space kernel; "
+        "`bash setup.sh setup --gvisor` installs and registers it)",
+    )
 
 
 def _add_kernelspec_commands(commands: _Commands) -> None:
@@ -175,6 +182,7 @@ def _kernelspec_install(arguments: argparse.Namespace) -> int:
             cpu_limit=arguments.cpu_limit,
             image=arguments.image,
             prestart=arguments.prestart,
+            runtime=arguments.runtime,
         )
     except ValueError as exc:  # e.g. a kernel name Jupyter does not allow
         print(f"{_PROGRAM}: error: {exc}", file=sys.stderr)
@@ -239,6 +247,7 @@ def _run_notebook(arguments: argparse.Namespace) -> int:
             cpu_limit=float(arguments.cpu_limit or limits.DEFAULT_CPU_LIMIT),
             timeout=arguments.timeout,
             image=arguments.image,
+            runtime=arguments.runtime,
         )
     )
     if arguments.output:  # also when a cell failed: its output shows why
@@ -288,9 +297,14 @@ def _format_age(seconds: float | None) -> str:
 
 def _sandbox_ps(arguments: argparse.Namespace) -> int:
     from ai_computer.backends import backend
-    from ai_computer.backends.labels import CPU_LIMIT_LABEL, DISK_LIMIT_LABEL, MEMORY_LIMIT_LABEL
+    from ai_computer.backends.labels import (
+        CPU_LIMIT_LABEL,
+        DISK_LIMIT_LABEL,
+        MEMORY_LIMIT_LABEL,
+        RUNTIME_LABEL,
+    )
 
-    rows = [("SANDBOX", "STATUS", "MEMORY", "CPUS", "DISK", "AGE", "OWNER")]
+    rows = [("SANDBOX", "STATUS", "RUNTIME", "MEMORY", "CPUS", "DISK", "AGE", "OWNER")]
     for info in backend().list_sandboxes():
         labels = info.labels
         sizes = [labels.get(label, "") for label in (MEMORY_LIMIT_LABEL, DISK_LIMIT_LABEL)]
@@ -298,9 +312,9 @@ def _sandbox_ps(arguments: argparse.Namespace) -> int:
         alive = {True: "running", False: "gone", None: "elsewhere"}[info.owner_alive]
         owner = f"pid {info.owner_pid} ({alive})" if info.owner_pid else "?"
         cpus = labels.get(CPU_LIMIT_LABEL, "?")
-        rows.append(
-            (info.sandbox_id, info.status, memory, cpus, disk, _format_age(info.age), owner)
-        )
+        runtime = labels.get(RUNTIME_LABEL, "runc")  # sandboxes from before the label: runc
+        age = _format_age(info.age)
+        rows.append((info.sandbox_id, info.status, runtime, memory, cpus, disk, age, owner))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
@@ -422,7 +436,7 @@ def _count_argument(value: str) -> int:
 
 def _sandbox_options(arguments: argparse.Namespace) -> dict[str, object]:
     options: dict[str, object] = {"timeout": arguments.timeout}
-    for name in ("memory_limit", "cpu_limit", "disk_limit", "image"):
+    for name in ("memory_limit", "cpu_limit", "disk_limit", "image", "runtime"):
         if getattr(arguments, name) is not None:
             options[name] = getattr(arguments, name)
     if "cpu_limit" in options:

@@ -51,6 +51,19 @@ async def shared_sandbox(docker_engine: docker.DockerClient) -> AsyncIterator[Sa
 
 
 @pytest.fixture(scope="session")
+def gvisor(docker_engine: docker.DockerClient) -> None:
+    """gVisor registered with the engine: a failure, never a skip, when it is not (CI has it:
+    `bash setup.sh test` installs and registers it)."""
+    from ai_computer.backends import backend
+    from ai_computer.errors import RuntimeUnavailableError
+
+    try:
+        backend().require_gvisor()  # type: ignore[attr-defined]
+    except RuntimeUnavailableError as exc:
+        pytest.fail(f"{exc} (`bash setup.sh test` does it)")
+
+
+@pytest.fixture(scope="session")
 def service(
     docker_engine: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServiceProcess]:
@@ -60,14 +73,20 @@ def service(
     assert process.stop() == 0, "".join(process.log)
 
 
-@pytest_asyncio.fixture(scope="session", params=["local", "remote"])
+@pytest_asyncio.fixture(scope="session", params=["local", "gvisor", "remote"])
 async def core_sandbox(
     request: pytest.FixtureRequest, shared_sandbox: SandboxClient
 ) -> AsyncIterator[SandboxClient]:
-    """The core suites' sandbox, twice: local, and through `ai-computer serve` with the SDK's
-    remote mode (``SandboxClient(base_url=..., token=...)``): the same tests must pass."""
+    """The core suites' sandbox, three times: local (runc), local under gVisor, and through
+    `ai-computer serve` with the SDK's remote mode (``SandboxClient(base_url=..., token=...)``):
+    the same tests must pass."""
     if request.param == "local":
         yield shared_sandbox
+        return
+    if request.param == "gvisor":
+        request.getfixturevalue("gvisor")
+        async with SandboxClient(timeout=60, runtime="gvisor") as client:
+            yield client
         return
     service: ServiceProcess = request.getfixturevalue("service")
     async with SandboxClient(base_url=service.url, token=service.token, timeout=60) as client:

@@ -71,6 +71,7 @@ async def run_notebook(
     timeout: float | None = limits.DEFAULT_TIMEOUT,
     startup_timeout: float = limits.DEFAULT_STARTUP_TIMEOUT,
     image: str | None = None,
+    runtime: str = "runc",
 ) -> NotebookRun:
     """Execute every code cell of ``notebook`` (in place) in a new sandbox; stop at the first
     failure. ``timeout`` is per cell (``None``: no limit).
@@ -81,6 +82,7 @@ async def run_notebook(
     config: dict[str, Any] = {
         "memory_limit": limits.parse_memory_limit(memory_limit),
         "cpu_limit": limits.parse_cpu_limit(cpu_limit),
+        "runtime": limits.parse_runtime(runtime),
     }
     if image is not None:
         config["image"] = image

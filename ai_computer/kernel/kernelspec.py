@@ -106,6 +106,7 @@ def install(
     cpu_limit: float | str | None = None,
     image: str | None = None,
     prestart: int | None = None,
+    runtime: str = "runc",
     kernel_spec_manager: KernelSpecManager | None = None,
 ) -> InstalledKernelSpec:
     """Install the sandbox kernelspec, or a variant with other limits, through KernelSpecManager.
@@ -119,8 +120,10 @@ def install(
     e.g. ``ai-computer-sandbox-2g-4cpu`` and "AI Computer Sandbox (2 GB, 4 CPUs)", unless
     ``name`` / ``display_name`` say otherwise. Installing replaces a kernelspec of the same name.
     ``prestart`` (0 to 8) keeps that many spare sandboxes started in a Jupyter server, so that
-    opening a notebook does not wait for one.
+    opening a notebook does not wait for one. ``runtime="gvisor"`` runs the kernel under gVisor:
+    ``ai-computer-sandbox-gvisor``, "AI Computer Sandbox (gVisor)" (suffixes to a variant's).
     """
+    runtime = limits.parse_runtime(runtime)
     if user and prefix is not None:
         raise ValueError("choose one of user=True or prefix, not both")
     shipped_config = kernel_json()["metadata"]["kernel_provisioner"]["config"]
@@ -135,18 +138,26 @@ def install(
     ) or cpus != limits.parse_cpu_limit(shipped_config["cpu_limit"])
     if name is None:
         name = variant_kernel_name(memory, cpus) if is_variant else KERNEL_NAME
+        if runtime == "gvisor":
+            name += "-gvisor"
     if not _KERNEL_NAME_PATTERN.match(name):
         raise ValueError(
             f"kernel name {name!r} is not allowed: use letters, digits, '.', '_' and '-'"
         )
     if display_name is None:
         display_name = variant_display_name(memory, cpus) if is_variant else DISPLAY_NAME
+        if runtime == "gvisor":
+            display_name = (
+                display_name[:-1] + ", gVisor)" if is_variant else f"{display_name} (gVisor)"
+            )
     config: dict[str, Any] = {
         "memory_limit": limits.format_size(memory),
         "cpu_limit": int(cpus) if cpus.is_integer() else cpus,
     }
     if image is not None:
         config["image"] = image
+    if runtime != "runc":
+        config["runtime"] = runtime
     if prestart:  # spare sandboxes kept started by the Jupyter server (see kernel/spares.py)
         config["prestart"] = limits.parse_prestart(prestart)
     spec = kernel_json(config, display_name=display_name)

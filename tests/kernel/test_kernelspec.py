@@ -117,3 +117,15 @@ def test_prestart_is_written_into_the_provisioner_config(tmp_path: Path) -> None
     assert main([*command, "--prestart", "2"]) == 0
     config = _specs(tmp_path).get_kernel_spec("quick").metadata["kernel_provisioner"]["config"]
     assert config["prestart"] == 2
+
+
+def test_gvisor_variants_say_so(tmp_path: Path) -> None:
+    assert main(["kernelspec", "install", "--prefix", str(tmp_path), "--runtime", "gvisor"]) == 0
+    assert main(["kernelspec", "install", "--prefix", str(tmp_path), "--runtime", "gvisor",
+                 "--memory-limit", "2G"]) == 0  # fmt: skip
+    specs = _specs(tmp_path)
+    plain = specs.get_kernel_spec("ai-computer-sandbox-gvisor")
+    assert plain.display_name == "AI Computer Sandbox (gVisor)"
+    assert plain.metadata["kernel_provisioner"]["config"]["runtime"] == "gvisor"
+    bigger = specs.get_kernel_spec("ai-computer-sandbox-2g-1cpu-gvisor")
+    assert bigger.display_name == "AI Computer Sandbox (2 GB, 1 CPU, gVisor)"

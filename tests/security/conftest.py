@@ -10,6 +10,7 @@ import pytest
 import pytest_asyncio
 
 from ai_computer import SandboxClient
+from ai_computer.limits import RUNTIMES
 
 ENGINE_RESTART = "engine_restart"
 
@@ -26,11 +27,19 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: item.get_closest_marker(ENGINE_RESTART) is not None)
 
 
-@pytest_asyncio.fixture
-async def hostile(docker_engine: docker.DockerClient) -> AsyncIterator[SandboxClient]:
-    """A fresh 256M sandbox with short time limits and a 1 MiB output cap."""
+@pytest_asyncio.fixture(params=RUNTIMES)
+async def hostile(
+    request: pytest.FixtureRequest, docker_engine: docker.DockerClient, gvisor: None
+) -> AsyncIterator[SandboxClient]:
+    """A fresh 256M sandbox with short time limits and a 1 MiB output cap, under each runtime
+    (runc, and gVisor: the hostile cases must hold behind both walls)."""
     client = SandboxClient(
-        memory_limit="256M", timeout=30, interrupt_grace=2, output_limit="1M", disk_limit="64M"
+        memory_limit="256M",
+        timeout=30,
+        interrupt_grace=2,
+        output_limit="1M",
+        disk_limit="64M",
+        runtime=request.param,
     )
     await client.setup()
     try:

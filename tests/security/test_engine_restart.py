@@ -21,7 +21,6 @@ import pytest
 from ai_computer.backends.labels import SANDBOX_LABEL
 
 
-
 def engine_answers() -> bool:
     done = subprocess.run(["docker", "info"], capture_output=True, timeout=30)
     return done.returncode == 0
