@@ -325,6 +325,7 @@ def create_app(settings: ServiceSettings, sandboxes: Sandboxes) -> FastAPI:
             "cpu_limit": client.cpu_limit,
             "disk_limit": format_size(client.disk_limit),
             "timeout": client.timeout,
+            "runtime": client.runtime,
         }
 
     # -- execution -----------------------------------------------------------------------------

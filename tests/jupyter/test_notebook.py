@@ -123,3 +123,24 @@ def test_run_notebook_refuses_bad_limits(capsys: pytest.CaptureFixture[str]) -> 
         main(["run-notebook", "any.ipynb", "--cpu-limit", "0"])
     assert exit_info.value.code == 2
     assert "cpu_limit '0' is below the minimum of 0.1" in capsys.readouterr().err
+
+
+def test_notebooks_run_under_gvisor_through_its_kernelspec_and_run_notebook(
+    docker_engine: docker.DockerClient, gvisor: None, tmp_path: Path
+) -> None:
+    assert main(["kernelspec", "install", "--prefix", str(tmp_path), "--runtime", "gvisor"]) == 0
+    kernels = str(tmp_path / "share" / "jupyter")
+    release = "import os; print(os.uname().release)"
+    notebook = _notebook(REPORT_SANDBOX, release)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("JUPYTER_PATH", kernels)
+        NotebookClient(notebook, kernel_name="ai-computer-sandbox-gvisor", timeout=90).execute()
+    assert _stdout(notebook.cells[2]).strip() != os.uname().release  # gVisor's kernel
+    _assert_removed(docker_engine, _stdout(notebook.cells[1]).strip())
+
+    source, output = tmp_path / "in.ipynb", tmp_path / "out.ipynb"
+    nbformat.write(_notebook(REPORT_SANDBOX, release), source)
+    assert main(["run-notebook", str(source), "-o", str(output), "--runtime", "gvisor"]) == 0
+    executed = nbformat.read(output, as_version=4)
+    assert _stdout(executed.cells[2]).strip() != os.uname().release
+    _assert_removed(docker_engine, _stdout(executed.cells[1]).strip())

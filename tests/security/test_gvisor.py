@@ -4,13 +4,15 @@ gVisor, not just configured), its limits, and the plain errors around it."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from textwrap import dedent
 
 import docker
 import pytest
 from sandbox_checks import still_works
+from service_process import start_service
 
-from ai_computer import RuntimeUnavailableError, SandboxClient
+from ai_computer import RuntimeUnavailableError, SandboxClient, SandboxPool
 from ai_computer.backends.docker.backend import DockerBackend
 from ai_computer.backends.docker.specs import GVISOR_RUNTIME
 from ai_computer.backends.labels import RUNTIME_LABEL, SANDBOX_LABEL
@@ -111,3 +113,18 @@ def test_an_engine_without_gvisor_gets_a_clear_error() -> None:
     assert "daemon.json" in message and GVISOR_RUNTIME in message and "--host-uds=all" in message
     with pytest.raises(ValueError, match="runtime 'kata' is not one of: runc, gvisor"):
         SandboxClient(runtime="kata")
+
+
+async def test_pools_and_the_service_run_gvisor_too(gvisor: None, tmp_path: Path) -> None:
+    async with SandboxPool(size=1, runtime="gvisor", memory_limit="256M") as pool:
+        async with pool.sandbox() as client:
+            release = await client.execute_code("import os; os.uname().release")
+            assert release.data["result"].strip("'") != os.uname().release
+    service = start_service(tmp_path, "--runtime", "gvisor", "--memory-limit", "256M")
+    try:
+        async with SandboxClient(base_url=service.url, token=service.token) as remote:
+            assert (await remote.wait_for_ready()).data["runtime"] == "gvisor"
+            release = await remote.execute_code("import os; os.uname().release")
+            assert release.data["result"].strip("'") != os.uname().release
+    finally:
+        assert service.stop() == 0, "".join(service.log)
