@@ -9,6 +9,7 @@ from __future__ import annotations
 import gc
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -53,11 +54,10 @@ def restart_engine() -> None:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
         os.kill(pid, signal.SIGTERM)
         wait_until(lambda: process_gone(pid), 60, "dockerd did not stop")
-        # As setup.sh starts it: in its own session, in the background.
-        with open("/var/log/dockerd.log", "ab") as log:
-            subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
-            )
+        # As setup.sh starts it: in its own session, in the background (no Popen of ours left
+        # to outlive).
+        command = shlex.join(arg.decode() for arg in argv)
+        subprocess.run(["sh", "-c", f"setsid {command} >>/var/log/dockerd.log 2>&1 </dev/null &"])
     wait_until(engine_answers, 60, "the Docker engine did not answer again")
 
 

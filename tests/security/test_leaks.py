@@ -104,7 +104,7 @@ def test_gc_removes_everything_a_killed_process_left(docker_engine: docker.Docke
 def test_gc_leaves_live_sandboxes_alone(shared_sandbox: SandboxClient) -> None:
     assert shared_sandbox.sandbox_id not in collect_garbage(dry_run=True)
     [line] = [line for line in cli("ps").splitlines() if line.startswith(shared_sandbox.sandbox_id)]
-    assert line.split()[1:5] == ["running", "512M", "1", "256M"]
+    assert line.split()[1:6] == ["running", "runc", "512M", "1", "256M"]
     assert f"pid {os.getpid()} (running)" in line
 
 
