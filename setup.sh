@@ -51,34 +51,29 @@ ensure_docker() {
     say "Docker engine: $(docker version --format '{{.Server.Version}}' 2>/dev/null)"
 }
 
-GVISOR_CONFIG=/etc/ai-computer/dockerd.json
+GVISOR_WRAPPER=/usr/local/lib/ai-computer/runsc-sandbox
 OUR_DOCKERD_FLAGS="--bridge=none --iptables=false --ip-masq=false"
 
 start_dockerd() {
     # No default bridge: sandboxes have no network anyway (see DESIGN.md). With gVisor
-    # installed, our own config file registers it.
-    local config=()
+    # installed, it is registered on the command line (--add-runtime), so the engine's own
+    # daemon.json, if any, still applies.
+    local runtime=()
     if command -v runsc >/dev/null; then
-        write_gvisor_config
-        config=(--config-file "$GVISOR_CONFIG")
+        write_gvisor_wrapper
+        runtime=(--add-runtime "ai-computer-gvisor=$GVISOR_WRAPPER")
     fi
     say "starting dockerd (log: /var/log/dockerd.log)"
     # shellcheck disable=SC2086
-    setsid dockerd $OUR_DOCKERD_FLAGS "${config[@]}" >/var/log/dockerd.log 2>&1 </dev/null &
+    setsid dockerd $OUR_DOCKERD_FLAGS "${runtime[@]}" >/var/log/dockerd.log 2>&1 </dev/null &
 }
 
-write_gvisor_config() {
-    mkdir -p "$(dirname "$GVISOR_CONFIG")"
-    cat >"$GVISOR_CONFIG" <<'JSON'
-{
-  "runtimes": {
-    "ai-computer-gvisor": {
-      "path": "/usr/bin/runsc",
-      "runtimeArgs": ["--network=none", "--host-uds=all"]
-    }
-  }
-}
-JSON
+write_gvisor_wrapper() {
+    # runsc with the flags the sandbox's kernel needs: no network of its own (this runsc
+    # release refuses Docker's "none" network otherwise), unix sockets across its volumes.
+    mkdir -p "$(dirname "$GVISOR_WRAPPER")"
+    printf '#!/bin/sh\nexec /usr/bin/runsc --network=none --host-uds=all "$@"\n' >"$GVISOR_WRAPPER"
+    chmod 755 "$GVISOR_WRAPPER"
 }
 
 gvisor_registered() {
@@ -93,10 +88,14 @@ ensure_gvisor() {
     fi
     # An engine this script started (its flags, no systemd) is restarted with our config file;
     # any other engine's configuration is its owner's: say what to add, change nothing.
-    local pid
+    local pid cmdline=""
     pid=$(cat /var/run/docker.pid 2>/dev/null || true)
-    if [ -n "$pid" ] && [ ! -d /run/systemd/system ] \
-        && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$OUR_DOCKERD_FLAGS"; then
+    [ -n "$pid" ] && cmdline=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null || true)
+    if [ -n "$pid" ] && [ ! -d /run/systemd/system ] && [[ $cmdline == *"$OUR_DOCKERD_FLAGS"* ]]; then
+        if [ -n "$(docker ps -q)" ]; then
+            die "gVisor is not registered with the dockerd this script started, and restarting it
+would stop its running containers: stop them (docker ps), then run this again"
+        fi
         say "restarting the dockerd this script started, with gVisor registered"
         kill "$pid"
         for _ in $(seq 120); do [ -e "/proc/$pid" ] || break; sleep 0.5; done
@@ -173,9 +172,14 @@ esac
 gvisor=no
 if [ "$command" = test ]; then
     gvisor=yes  # the suites run under both runtimes: CI must have gVisor
-elif [ "${1:-}" = --gvisor ]; then
-    gvisor=yes
-    shift
+else
+    for argument in "$@"; do
+        case "$argument" in
+            --gvisor) gvisor=yes ;;
+            *) die "unknown option '$argument' for $command (allowed: --gvisor)" ;;
+        esac
+    done
+    set --
 fi
 
 if [ "$gvisor" = yes ] && ! command -v runsc >/dev/null; then apt_install runsc; fi

@@ -119,6 +119,8 @@ def parse_prestart(value: int | str) -> int:
     return int(text)
 
 
+GVISOR_MAX_PIDS = 256
+"""Most processes (``pids_limit``) a sandbox may be allowed under gVisor."""
 RUNTIMES = ("runc", "gvisor")
 """Where a sandbox's kernel runs: Docker's default runtime, or gVisor's user-space kernel."""
 

@@ -160,6 +160,11 @@ class SandboxClient:
         self.memory_limit = limits.parse_memory_limit(memory_limit)
         self.disk_limit = limits.parse_disk_limit(disk_limit)
         self.runtime = limits.parse_runtime(runtime)
+        if self.runtime == "gvisor" and pids_limit > limits.GVISOR_MAX_PIDS:
+            raise ValueError(
+                f"pids_limit {pids_limit} is too high under gVisor "
+                f"(at most {limits.GVISOR_MAX_PIDS}: its own threads count too)"
+            )
         self.cpu_limit = limits.parse_cpu_limit(cpu_limit)
         self.timeout = limits.parse_timeout(timeout)
         self.output_limit = limits.parse_size(output_limit, name="output_limit")

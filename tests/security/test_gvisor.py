@@ -41,6 +41,9 @@ async def test_the_kernel_is_not_the_hosts(
         }
     )
     assert container["Labels"][RUNTIME_LABEL] == "gvisor"
+    as_root = docker_engine.api.exec_create(container["Id"], ["touch", "/usr/planted"], user="0")
+    output = docker_engine.api.exec_start(as_root["Id"]).decode()
+    assert "Read-only file system" in output  # even root inside cannot write the root
     host_config = docker_engine.api.inspect_container(container["Id"])["HostConfig"]
     assert host_config["Runtime"] == GVISOR_RUNTIME and host_config["ReadonlyRootfs"] is True
     assert host_config["NetworkMode"] == "none" and host_config["CapDrop"] == ["ALL"]
@@ -63,8 +66,8 @@ async def test_the_walls_hold_under_gvisor(gvisor_sandbox: SandboxClient) -> Non
     response = await gvisor_sandbox.execute_code(code)
     assert response.success, response.error
     assert response.data["result"] == (
-        # (gVisor checks the permission before the read-only mount; the engine's flag is
-        # checked in test_the_kernel_is_not_the_hosts.)
+        # (gVisor checks the permission before the read-only mount; root's EROFS is checked
+        # in test_the_kernel_is_not_the_hosts.)
         "(1000, '0000000000000000', 1, 'Permission denied', ['lo'])"
     )
 
@@ -92,6 +95,39 @@ async def test_running_out_of_processes_is_reported_not_fatal(
     await still_works(gvisor_sandbox)
 
 
+async def test_a_fork_bomb_at_the_default_memory_gets_eagain_and_the_sandbox_lives(
+    gvisor: None,
+) -> None:
+    code = dedent("""
+        import os, signal, subprocess, time
+        bomb = subprocess.Popen(['bash', '-c', 'b() { b | b & }; b'], stderr=subprocess.DEVNULL)
+        time.sleep(3)
+        for _ in range(100):  # the bomb forks while it is being killed: until it is gone
+            try:
+                os.kill(-1, signal.SIGKILL)  # every process but init and this kernel
+            except ProcessLookupError:
+                break
+            time.sleep(0.05)
+        bomb.wait()
+        'survived'
+    """)
+    async with SandboxClient(runtime="gvisor", timeout=60) as client:  # 512M, 256 processes
+        response = await client.execute_code(code)
+        assert response.success, response.error
+        assert response.data["result"] == "'survived'"
+        await still_works(client)
+
+
+async def test_known_difference_ls_of_a_path(gvisor_sandbox: SandboxClient) -> None:
+    # This runsc release (Debian's 20221219) refuses statx's AT_NO_AUTOMOUNT, which coreutils'
+    # ls and stat always pass: `ls PATH` and `ls -l` fail under gVisor; `ls`, find, Python work.
+    # Pinned here so that a runsc that fixes it shows up (then drop the README's note).
+    listed = await gvisor_sandbox.execute_shell("ls -la /workspace")
+    assert listed.data["exit_code"] == 2 and "Invalid argument" in listed.data["stderr"]
+    plain = await gvisor_sandbox.execute_shell("cd /workspace && ls && find . -maxdepth 1")
+    assert plain.success and "." in plain.data["stdout"]
+
+
 async def test_the_memory_limit_holds_and_is_named(gvisor_sandbox: SandboxClient) -> None:
     response = await gvisor_sandbox.execute_code("hog = b'x' * 10**9")
     assert not response.success
@@ -103,8 +139,8 @@ async def test_the_memory_limit_holds_and_is_named(gvisor_sandbox: SandboxClient
 
 def test_an_engine_without_gvisor_gets_a_clear_error() -> None:
     class Plain(DockerBackend):
-        def runtimes(self) -> set[str]:
-            return {"runc"}
+        def runtimes(self) -> dict[str, object]:
+            return {"runc": {"path": "runc"}, GVISOR_RUNTIME: {"path": "runc"}}  # not gVisor
 
     with pytest.raises(RuntimeUnavailableError) as caught:
         Plain().require_gvisor()
@@ -118,13 +154,11 @@ def test_an_engine_without_gvisor_gets_a_clear_error() -> None:
 async def test_pools_and_the_service_run_gvisor_too(gvisor: None, tmp_path: Path) -> None:
     async with SandboxPool(size=1, runtime="gvisor", memory_limit="256M") as pool:
         async with pool.sandbox() as client:
-            release = await client.execute_code("import os; os.uname().release")
-            assert release.data["result"].strip("'") != os.uname().release
+            assert "Starting gVisor" in (await client.execute_shell("dmesg")).data["stdout"]
     service = start_service(tmp_path, "--runtime", "gvisor", "--memory-limit", "256M")
     try:
         async with SandboxClient(base_url=service.url, token=service.token) as remote:
             assert (await remote.wait_for_ready()).data["runtime"] == "gvisor"
-            release = await remote.execute_code("import os; os.uname().release")
-            assert release.data["result"].strip("'") != os.uname().release
+            assert "Starting gVisor" in (await remote.execute_shell("dmesg")).data["stdout"]
     finally:
         assert service.stop() == 0, "".join(service.log)

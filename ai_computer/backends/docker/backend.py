@@ -161,15 +161,21 @@ class DockerBackend(Backend):
         path.chmod(0o644)
         return info
 
-    def runtimes(self) -> set[str]:
-        """The runtimes the engine has registered (``docker info``)."""
-        return set(docker_client().info().get("Runtimes") or {})
+    def runtimes(self) -> dict[str, Any]:
+        """The runtimes the engine has registered (``docker info``), by name."""
+        return dict(docker_client().info().get("Runtimes") or {})
 
     def require_gvisor(self) -> None:
         """Raise ``RuntimeUnavailableError`` naming the fix unless the engine has gVisor
-        registered as ``specs.GVISOR_RUNTIME``."""
-        if specs.GVISOR_RUNTIME in self.runtimes():
-            return
+        registered as ``specs.GVISOR_RUNTIME``: runsc with ``--network=none --host-uds=all``
+        (in its runtimeArgs, or setup.sh's wrapper that adds them)."""
+        found = self.runtimes().get(specs.GVISOR_RUNTIME)
+        if isinstance(found, dict):
+            path = str(found.get("path", ""))
+            arguments = set(found.get("runtimeArgs") or [])
+            wanted = {"--network=none", "--host-uds=all"}
+            if path == specs.GVISOR_WRAPPER or ("runsc" in path and wanted <= arguments):
+                return
         snippet = json.dumps(specs.GVISOR_DAEMON_CONFIG)
         raise RuntimeUnavailableError(
             f"runtime 'gvisor' is not registered with the Docker engine: install gVisor "

@@ -15,7 +15,7 @@ from typing import Any
 
 from docker.types import LogConfig, Mount, Ulimit
 
-from ...limits import MIB
+from ...limits import GVISOR_MAX_PIDS, MIB
 from ..base import SandboxSpec
 from ..image import HOME, PACKAGES_DIR, WORKSPACE
 from ..labels import (
@@ -96,6 +96,7 @@ def hardened(
     mounts: list[Mount],
     log_max_size: str,
     labels: Mapping[str, str] | None = None,
+    runtime: str = "runc",
     **more: Any,
 ) -> dict[str, Any]:
     """What every container of a sandbox gets (kernel, relay, holder): no network, no
@@ -125,6 +126,9 @@ def hardened(
             type="json-file", config={"max-size": log_max_size, "max-file": "1"}
         ),
         "detach": True,
+        # Named, not left to the engine's default-runtime (which may be runsc: the relay and
+        # holder need runc, and a runc sandbox must be one).
+        "runtime": runtime,
     }
     overlap = sorted(set(base) & set(more))
     if overlap:
@@ -145,17 +149,25 @@ GVISOR_DAEMON_CONFIG = {
     }
 }
 """What the engine's ``daemon.json`` needs for ``runtime="gvisor"``."""
+GVISOR_WRAPPER = "/usr/local/lib/ai-computer/runsc-sandbox"
+"""setup.sh's wrapper: runsc with those arguments, registered with ``--add-runtime`` on the
+engine it starts (so no daemon.json of the user's is replaced)."""
 
 
 def gvisor_pids_limit(user_processes: int) -> int:
     """The engine's pids limit for a gVisor kernel that may run ``user_processes``.
 
     gVisor's own host threads count against the container's pids cgroup (about 53 when idle,
-    about 8 more per process inside) and running out there kills the whole sandbox; so the
-    cgroup gets room for all of them, and the processes themselves are bounded inside by
-    RLIMIT_NPROC, which gVisor enforces with a plain EAGAIN, as runc's pids limit does.
+    about 18 per process of a fork bomb inside, 22 to 25 per process busy with file I/O), and
+    running out there kills the whole sandbox; so the cgroup gets room for all of them, and the
+    processes themselves are bounded inside by RLIMIT_NPROC, which gVisor enforces with a plain
+    EAGAIN, as runc's pids limit does.
     """
-    return 128 + 9 * user_processes
+    if user_processes > GVISOR_MAX_PIDS:  # its host threads must stay below Go's 10,000
+        raise ValueError(
+            f"pids_limit {user_processes} is too high under gVisor (at most {GVISOR_MAX_PIDS})"
+        )
+    return 128 + 32 * user_processes
 
 
 def kernel_environment(spec: SandboxSpec) -> dict[str, str]:
@@ -186,11 +198,11 @@ def kernel_container(spec: SandboxSpec, cmd: list[str]) -> dict[str, Any]:
     home_options = f"{tmpfs_options},uid={uid},gid={gid},mode=0700"
     ulimits = [Ulimit(name="core", soft=0, hard=0)]
     pids_limit = spec.pids_limit
-    runtime: dict[str, Any] = {}
+    runtime = "runc"
     if spec.runtime == "gvisor":
         pids_limit = gvisor_pids_limit(spec.pids_limit)
         ulimits.append(Ulimit(name="nproc", soft=spec.pids_limit, hard=spec.pids_limit))
-        runtime["runtime"] = GVISOR_RUNTIME
+        runtime = GVISOR_RUNTIME
     elif spec.runtime != "runc":
         raise ValueError(f"runtime {spec.runtime!r} is not one of: runc, gvisor")
     return hardened(
@@ -219,7 +231,7 @@ def kernel_container(spec: SandboxSpec, cmd: list[str]) -> dict[str, Any]:
         tmpfs={"/tmp": tmpfs_options, HOME: home_options},
         ipc_mode="private",
         ulimits=ulimits,
-        **runtime,
+        runtime=runtime,
     )
 
 
