@@ -78,12 +78,32 @@ def open_directory(parts: list[str], create: bool = False) -> int:
                     kind = "symlink" if is_link(fd, part) else "not_a_directory"
                     raise Refused(kind, f"{shown!r} is a {kind.replace('_', ' ')}") from None
                 raise
+            try:
+                same_entry(fd, part, child, "/".join(parts[: index + 1]))
+            except BaseException:
+                os.close(child)
+                raise
             os.close(fd)
             fd = child
         return fd
     except BaseException:
         os.close(fd)
         raise
+
+
+def same_entry(dir_fd: int, name: str, opened: int, shown: str) -> None:
+    """Refuse unless ``opened`` is the entry ``name`` itself, not what a symlink there leads
+    to: some kernels (gVisor's, for one) follow a symlink despite O_NOFOLLOW when it names a
+    directory. A swap between the open and this check is refused too (another inode)."""
+    try:
+        entry = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except OSError:
+        raise Refused("symlink", f"{shown!r} changed while it was opened") from None
+    if stat.S_ISLNK(entry.st_mode):
+        raise Refused("symlink", f"{shown!r} is a symlink")
+    info = os.fstat(opened)
+    if (entry.st_dev, entry.st_ino) != (info.st_dev, info.st_ino):
+        raise Refused("symlink", f"{shown!r} changed while it was opened")
 
 
 def is_link(dir_fd: int, name: str) -> bool:
@@ -112,6 +132,11 @@ def open_regular_file(path: str) -> tuple[int, os.stat_result]:
         except OSError as exc:
             if exc.errno == errno.ELOOP:
                 raise Refused("symlink", f"{path!r} is a symlink") from None
+            raise
+        try:
+            same_entry(directory, name, fd, path)
+        except BaseException:
+            os.close(fd)
             raise
     finally:
         os.close(directory)

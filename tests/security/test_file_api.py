@@ -3,33 +3,48 @@
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator
 from pathlib import Path
 from textwrap import dedent
 
 import docker
 import pytest
+import pytest_asyncio
 
 from ai_computer import FileOperationResponse, SandboxClient
+from ai_computer.limits import RUNTIMES
+
+
+@pytest_asyncio.fixture(scope="module", params=RUNTIMES)
+async def walled(
+    request: pytest.FixtureRequest, shared_sandbox: SandboxClient
+) -> AsyncIterator[SandboxClient]:
+    """The sandbox whose file API is attacked, behind each wall: runc and gVisor (whose file
+    proxy resolves paths its own way)."""
+    if request.param == "runc":
+        yield shared_sandbox
+        return
+    request.getfixturevalue("gvisor")
+    async with SandboxClient(timeout=60, runtime="gvisor") as client:
+        yield client
 
 
 @pytest.mark.parametrize(
     "path", ["../etc/passwd", "/etc/passwd", "a/../../etc/shadow", "/workspace/../root"]
 )
-async def test_paths_outside_the_workspace_are_refused(
-    shared_sandbox: SandboxClient, path: str
-) -> None:
+async def test_paths_outside_the_workspace_are_refused(walled: SandboxClient, path: str) -> None:
     for response in (
-        await shared_sandbox.download_bytes(path),
-        await shared_sandbox.upload_bytes(b"x", "x", destination=path),
+        await walled.download_bytes(path),
+        await walled.upload_bytes(b"x", "x", destination=path),
     ):
         assert isinstance(response, FileOperationResponse) and not response.success
         assert "outside the sandbox's /workspace" in response.error
-    written = await shared_sandbox.fs.write_file(path, "x")
+    written = await walled.fs.write_file(path, "x")
     assert not written.success and "outside" in written.error
 
 
 async def test_symlinks_planted_by_sandbox_code_are_refused(
-    shared_sandbox: SandboxClient, tmp_path: Path
+    walled: SandboxClient, tmp_path: Path
 ) -> None:
     canary = tmp_path / "host-canary.txt"
     canary.write_text("host secret")
@@ -41,27 +56,27 @@ async def test_symlinks_planted_by_sandbox_code_are_refused(
         os.symlink('/etc', 'links/to-dir')
         os.mkfifo('links/fifo')
     """)
-    assert (await shared_sandbox.execute_code(code)).success
+    assert (await walled.execute_code(code)).success
     for path, reason in [
         ("links/to-host-file", "is a symlink"),
         ("links/to-container-file", "is a symlink"),
         ("links/to-dir/passwd", "'links/to-dir' is a symlink"),
         ("links/fifo", "is not a regular file"),
     ]:
-        response = await shared_sandbox.download_bytes(path)
+        response = await walled.download_bytes(path)
         assert isinstance(response, FileOperationResponse), path
         assert reason in response.error
-    written = await shared_sandbox.fs.write_file("links/to-dir/evil", "x")
+    written = await walled.fs.write_file("links/to-dir/evil", "x")
     assert not written.success and "symlink" in written.error
     # Writing over a planted link replaces the link itself; its target is untouched.
-    assert (await shared_sandbox.fs.write_file("links/to-host-file", "replaced")).success
+    assert (await walled.fs.write_file("links/to-host-file", "replaced")).success
     assert canary.read_text() == "host secret"
-    assert (await shared_sandbox.fs.read_file("links/to-host-file")).data["content"] == "replaced"
-    removed = await shared_sandbox.fs.remove("links/to-container-file")
+    assert (await walled.fs.read_file("links/to-host-file")).data["content"] == "replaced"
+    removed = await walled.fs.remove("links/to-container-file")
     assert removed.success
-    check = await shared_sandbox.execute_code("open('/etc/passwd').read().startswith('root')")
+    check = await walled.execute_code("open('/etc/passwd').read().startswith('root')")
     assert check.data["result"] == "True"
-    assert (await shared_sandbox.fs.remove("links")).success
+    assert (await walled.fs.remove("links")).success
 
 
 async def test_symlink_swap_during_transfers_never_escapes(sandbox: SandboxClient) -> None:

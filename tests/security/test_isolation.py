@@ -6,15 +6,18 @@ import ast
 import os
 import socket
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 from textwrap import dedent
 
 import docker
 import pytest
+import pytest_asyncio
 from sandbox_checks import still_works
 
 from ai_computer import SandboxClient
 from ai_computer.backends.labels import default_runtime_root
+from ai_computer.limits import RUNTIMES
 
 # What the image, the provisioner, sh and ipykernel set; anything else would come from the host.
 EXPECTED_ENVIRONMENT = {
@@ -23,6 +26,20 @@ EXPECTED_ENVIRONMENT = {
     "MPLBACKEND", "MPLCONFIGDIR", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "PAGER", "PATH", "PWD",
     "PYDEVD_USE_FRAME_EVAL", "PYTHON_CPU_COUNT", "PYTHONDONTWRITEBYTECODE", "TERM", "VIRTUAL_ENV",
 }  # fmt: skip
+
+
+@pytest_asyncio.fixture(scope="module", params=RUNTIMES)
+async def walled(
+    request: pytest.FixtureRequest, shared_sandbox: SandboxClient
+) -> AsyncIterator[SandboxClient]:
+    """The sandbox these cases look out of, behind each wall: runc and gVisor."""
+    if request.param == "runc":
+        yield shared_sandbox
+        return
+    request.getfixturevalue("gvisor")
+    async with SandboxClient(timeout=60, runtime="gvisor") as client:
+        yield client
+
 
 FIND_MARKER = """
 import os
@@ -76,7 +93,7 @@ async def test_host_files_and_other_sandboxes_are_invisible(
         await still_works(client)
 
 
-async def test_kernel_interfaces_are_read_only(shared_sandbox: SandboxClient) -> None:
+async def test_kernel_interfaces_are_read_only(walled: SandboxClient) -> None:
     code = dedent("""
         import errno
         outcomes = {}
@@ -89,11 +106,11 @@ async def test_kernel_interfaces_are_read_only(shared_sandbox: SandboxClient) ->
                 outcomes[path] = errno.errorcode[exc.errno]
         outcomes
     """)
-    outcomes = ast.literal_eval((await shared_sandbox.execute_code(code)).data["result"])
+    outcomes = ast.literal_eval((await walled.execute_code(code)).data["result"])
     assert "written" not in outcomes.values(), outcomes
 
 
-async def test_no_network_only_loopback(shared_sandbox: SandboxClient) -> None:
+async def test_no_network_only_loopback(walled: SandboxClient) -> None:
     # A server on the host's loopback: the sandbox's 127.0.0.1 is its own, so it cannot reach it.
     with socket.create_server(("127.0.0.1", 0)) as server:
         port = server.getsockname()[1]
@@ -108,17 +125,18 @@ async def test_no_network_only_loopback(shared_sandbox: SandboxClient) -> None:
                 outcome = type(exc).__name__
             (names, routes, outcome)
         """)
-        response = await shared_sandbox.execute_code(code)
+        response = await walled.execute_code(code)
     assert response.data["result"] == "(['lo'], [], 'ConnectionRefusedError')"
 
 
-async def test_no_privileges(shared_sandbox: SandboxClient) -> None:
+async def test_no_privileges(walled: SandboxClient) -> None:
     code = dedent("""
         import ctypes, errno, os, subprocess
         libc = ctypes.CDLL(None, use_errno=True)
         lines = open('/proc/self/status').read().splitlines()
         status = dict(line.split(':\\t', 1) for line in lines if ':\\t' in line)
-        fields = {name: status[name].strip() for name in ('CapEff', 'CapBnd', 'NoNewPrivs')}
+        fields = {name: status[name].strip() for name in ('CapEff', 'CapBnd')}
+        fields['NoNewPrivs'] = str(libc.prctl(39, 0, 0, 0, 0))  # PR_GET_NO_NEW_PRIVS (gVisor too)
         def attempt(action):
             try:
                 result = action()
@@ -134,21 +152,29 @@ async def test_no_privileges(shared_sandbox: SandboxClient) -> None:
             'mount': syscall(libc.mount, b'none', b'/mnt', b'tmpfs', 0, None),
             'unshare-user': syscall(libc.unshare, 0x10000000),
             'unshare-mount': syscall(libc.unshare, 0x00020000),
+            'mount-after-unshare': syscall(libc.mount, b'none', b'/mnt', b'tmpfs', 0, None),
             'su': subprocess.run(['su', '-c', 'id'], input=b'', capture_output=True).returncode,
             'root-fs': attempt(lambda: open('/usr/evil', 'w')),
             'etc': attempt(lambda: open('/etc/passwd', 'a')),
         }
         (os.getuid(), os.getgid(), fields, outcomes)
     """)
-    response = await shared_sandbox.execute_code(code)
+    response = await walled.execute_code(code)
     assert response.success, response.error
     uid, gid, fields, outcomes = ast.literal_eval(response.data["result"])
     assert uid != 0 and gid != 0
     assert fields == {"CapEff": "0" * 16, "CapBnd": "0" * 16, "NoNewPrivs": "1"}
-    assert outcomes["setuid"] == "EPERM"
-    assert outcomes["mount"] == "EPERM"
-    assert outcomes["unshare-user"] == "EPERM"
-    assert outcomes["unshare-mount"] == "EPERM"
+    # Refused behind both walls; gVisor has no user namespaces to make (EINVAL), and gives the
+    # sandbox user a mount namespace of its own kernel's, in which mounting is still refused.
+    refusals = {"EPERM"} if walled.runtime == "runc" else {"EPERM", "EINVAL"}
+    actions = ["setuid", "mount", "unshare-user", "mount-after-unshare"]
+    if walled.runtime == "runc":
+        actions.append("unshare-mount")
+    for action in actions:
+        assert outcomes[action] in refusals, (action, outcomes[action])
     assert outcomes["su"] != 0
-    assert outcomes["root-fs"] == "EROFS" and outcomes["etc"] in ("EACCES", "EROFS")
-    await still_works(shared_sandbox)
+    # gVisor checks the permission before the read-only mount (root's EROFS: test_gvisor).
+    assert outcomes["root-fs"] in ("EROFS", "EACCES") and outcomes["etc"] in ("EACCES", "EROFS")
+    if walled.runtime == "runc":
+        assert outcomes["root-fs"] == "EROFS"
+    await still_works(walled)
