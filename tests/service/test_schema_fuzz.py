@@ -41,7 +41,7 @@ def fuzzed_service(
     yield process, sandbox
     assert process.stop() == 0, "".join(process.log)
     labels = [SANDBOX_LABEL, f"{OWNER_PID_LABEL}={process.pid}"]
-    assert docker_engine.containers.list(all=True, filters={"label": labels}) == []
+    assert docker_engine.api.containers(all=True, filters={"label": labels}) == []
 
 
 @schema.exclude(path_regex="/packages$").parametrize()

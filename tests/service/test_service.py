@@ -24,7 +24,8 @@ TOKENS = ["token-a-" + "a" * 24, "token-b-" + "b" * 24, "token-c-" + "c" * 24]
 
 def containers_of(engine: docker.DockerClient, pid: int) -> list[str]:
     labels = [SANDBOX_LABEL, f"{OWNER_PID_LABEL}={pid}"]
-    return [c.id for c in engine.containers.list(all=True, filters={"label": labels})]
+    # The one-call listing: containers.list() inspects each, and one removed meanwhile is a 404.
+    return [c["Id"] for c in engine.api.containers(all=True, filters={"label": labels})]
 
 
 def wait_until_gone(engine: docker.DockerClient, pid: int, seconds: float) -> list[str]:
