@@ -48,3 +48,17 @@ async def hostile(
         yield client
     finally:
         await client.cleanup()
+
+
+@pytest_asyncio.fixture(scope="module", params=RUNTIMES)
+async def walled(
+    request: pytest.FixtureRequest, shared_sandbox: SandboxClient
+) -> AsyncIterator[SandboxClient]:
+    """A sandbox shared by a module's cases, behind each wall: runc (the session's shared one)
+    and gVisor (whose file proxy resolves paths its own way)."""
+    if request.param == "runc":
+        yield shared_sandbox
+        return
+    request.getfixturevalue("gvisor")
+    async with SandboxClient(timeout=60, runtime="gvisor") as client:
+        yield client

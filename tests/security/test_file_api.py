@@ -3,30 +3,13 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
 from pathlib import Path
 from textwrap import dedent
 
 import docker
 import pytest
-import pytest_asyncio
 
 from ai_computer import FileOperationResponse, SandboxClient
-from ai_computer.limits import RUNTIMES
-
-
-@pytest_asyncio.fixture(scope="module", params=RUNTIMES)
-async def walled(
-    request: pytest.FixtureRequest, shared_sandbox: SandboxClient
-) -> AsyncIterator[SandboxClient]:
-    """The sandbox whose file API is attacked, behind each wall: runc and gVisor (whose file
-    proxy resolves paths its own way)."""
-    if request.param == "runc":
-        yield shared_sandbox
-        return
-    request.getfixturevalue("gvisor")
-    async with SandboxClient(timeout=60, runtime="gvisor") as client:
-        yield client
 
 
 @pytest.mark.parametrize(

@@ -6,18 +6,15 @@ import ast
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from textwrap import dedent
 
 import docker
 import pytest
-import pytest_asyncio
 from sandbox_checks import still_works
 
 from ai_computer import SandboxClient
 from ai_computer.backends.labels import default_runtime_root
-from ai_computer.limits import RUNTIMES
 
 # What the image, the provisioner, sh and ipykernel set; anything else would come from the host.
 EXPECTED_ENVIRONMENT = {
@@ -26,19 +23,6 @@ EXPECTED_ENVIRONMENT = {
     "MPLBACKEND", "MPLCONFIGDIR", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "PAGER", "PATH", "PWD",
     "PYDEVD_USE_FRAME_EVAL", "PYTHON_CPU_COUNT", "PYTHONDONTWRITEBYTECODE", "TERM", "VIRTUAL_ENV",
 }  # fmt: skip
-
-
-@pytest_asyncio.fixture(scope="module", params=RUNTIMES)
-async def walled(
-    request: pytest.FixtureRequest, shared_sandbox: SandboxClient
-) -> AsyncIterator[SandboxClient]:
-    """The sandbox these cases look out of, behind each wall: runc and gVisor."""
-    if request.param == "runc":
-        yield shared_sandbox
-        return
-    request.getfixturevalue("gvisor")
-    async with SandboxClient(timeout=60, runtime="gvisor") as client:
-        yield client
 
 
 FIND_MARKER = """
