@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import time
+from functools import partial
+
+from _common import percentile, timed
 
 from ai_computer import SandboxClient
 
@@ -24,17 +26,6 @@ NUMPY = (
 )
 
 
-def percentile(samples: list[float], fraction: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
-
-
-async def timed(action: object) -> float:
-    started = time.perf_counter()
-    await action  # type: ignore[misc]
-    return time.perf_counter() - started
-
-
 async def main(starts: int, executes: int) -> None:
     figures: dict[str, dict[str, list[float]]] = {
         runtime: {"setup": [], "1+1": [], "subprocess": [], "numpy": []}
@@ -43,7 +34,7 @@ async def main(starts: int, executes: int) -> None:
     for _ in range(starts):
         for runtime in ("runc", "gvisor"):
             client = SandboxClient(runtime=runtime, memory_limit="1G", timeout=120)
-            figures[runtime]["setup"].append(await timed(client.setup()))
+            figures[runtime]["setup"].append(await timed(client.setup))
             await client.cleanup()
     clients = {runtime: SandboxClient(runtime=runtime, memory_limit="1G", timeout=120)
                for runtime in ("runc", "gvisor")}  # fmt: skip
@@ -53,13 +44,15 @@ async def main(starts: int, executes: int) -> None:
     try:
         for _ in range(executes):
             for runtime, client in clients.items():
-                figures[runtime]["1+1"].append(await timed(client.execute_code("1+1")))
+                figures[runtime]["1+1"].append(await timed(partial(client.execute_code, "1+1")))
         for _ in range(max(executes // 5, 5)):
             for runtime, client in clients.items():
-                figures[runtime]["subprocess"].append(await timed(client.execute_code(SUBPROCESS)))
+                figures[runtime]["subprocess"].append(
+                    await timed(partial(client.execute_code, SUBPROCESS))
+                )
         for _ in range(3):
             for runtime, client in clients.items():
-                figures[runtime]["numpy"].append(await timed(client.execute_code(NUMPY)))
+                figures[runtime]["numpy"].append(await timed(partial(client.execute_code, NUMPY)))
     finally:
         for client in clients.values():
             await client.cleanup()

@@ -12,34 +12,11 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import Awaitable, Callable
 from functools import partial
 
-from jupyter_client.asynchronous.client import AsyncKernelClient
-from jupyter_client.manager import AsyncKernelManager
+from _common import percentile, restart_local_kernel, start_local_kernel, timed
 
 from ai_computer import SandboxClient, SandboxPool
-
-
-def percentile(samples: list[float], fraction: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
-
-
-async def timed(action: Callable[[], Awaitable[object]]) -> float:
-    started = time.perf_counter()
-    await action()
-    return time.perf_counter() - started
-
-
-async def start_local_kernel() -> tuple[AsyncKernelManager, AsyncKernelClient]:
-    """A stock local ipykernel, started and ready, and a client of it."""
-    km = AsyncKernelManager(kernel_name="python3")
-    await km.start_kernel()
-    kc = km.client()
-    kc.start_channels()
-    await kc.wait_for_ready(timeout=60)
-    return km, kc
 
 
 async def local_kernel_figures(starts: int, executes: int) -> tuple[list[float], list[float]]:
@@ -75,12 +52,7 @@ async def sandbox_figures(
 async def restart_figures(restarts: int) -> tuple[list[float], list[float]]:
     """restart() of a sandbox, against a local kernel's restart_kernel() + wait_for_ready()."""
     km, kc = await start_local_kernel()
-
-    async def restart_local() -> None:
-        await km.restart_kernel(now=True)
-        await kc.wait_for_ready(timeout=60)
-
-    local = [await timed(restart_local) for _ in range(restarts)]
+    local = [await timed(partial(restart_local_kernel, km, kc)) for _ in range(restarts)]
     kc.stop_channels()
     await km.shutdown_kernel(now=True)
     async with SandboxClient() as client:

@@ -19,16 +19,12 @@ import time
 from pathlib import Path
 
 import httpx
+from _common import percentile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from service_process import start_service
 
 from ai_computer import SandboxClient
-
-
-def percentile(samples: list[float], fraction: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
 def show(name: str, samples: list[float], baseline: list[float] | None = None) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 import docker
 
 from ai_computer import SandboxClient
+from ai_computer.backends import removals
 from ai_computer.backends.labels import SANDBOX_LABEL, default_runtime_root
 
 
@@ -22,7 +23,9 @@ async def still_works(client: SandboxClient) -> None:
 
 
 def leftovers(engine: docker.DockerClient, sandbox_id: str) -> list[str]:
-    """What exists of a sandbox: its containers, volumes and runtime directory."""
+    """What exists of a sandbox: its containers, volumes and runtime directory (once a removal
+    this process handed to a worker thread has finished)."""
+    removals.wait([sandbox_id], timeout=60)
     selector = {"label": f"{SANDBOX_LABEL}={sandbox_id}"}
     # The low-level listing: containers.list() inspects each one, which fails with a 404 for a
     # container removed meanwhile.

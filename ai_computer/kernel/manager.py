@@ -15,8 +15,7 @@ from typing import Any
 from jupyter_client.kernelspec import KernelSpec
 from jupyter_client.manager import AsyncKernelManager
 
-from ..backends import backend
-from ..errors import SandboxError
+from ..backends import backend, removals
 from .kernelspec import KERNEL_NAME, sandbox_kernel_spec
 
 log = logging.getLogger(__name__)
@@ -48,10 +47,10 @@ async def shut_down_sandbox(km: AsyncKernelManager | None, sandbox_id: str) -> N
             return
         except Exception as exc:
             log.warning("shutting down sandbox %s failed: %s", sandbox_id, exc)
-    try:
-        await asyncio.to_thread(backend().remove, sandbox_id)
-    except SandboxError as exc:  # e.g. the engine is gone: nothing more can be removed now
-        log.warning("could not remove sandbox %s: %s", sandbox_id, exc)
+    # In turn with the sandbox's other removals (a start cancelled meanwhile may hand one over);
+    # a failure (the engine gone, say) is logged there.
+    removal = removals.submit(sandbox_id, backend().remove, sandbox_id)
+    await asyncio.to_thread(removal.result)
 
 
 @cache

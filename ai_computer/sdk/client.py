@@ -27,6 +27,7 @@ from types import TracebackType
 from typing import IO, Any, TypeVar
 
 from .. import limits
+from ..backends import removals
 from ..backends.base import ExecHandle, ExecResult
 from ..backends.image import WORKSPACE
 from ..errors import SandboxError, SandboxStartError, SandboxStateError
@@ -182,6 +183,7 @@ class SandboxClient:
             "runtime": self.runtime,
             # The relay refuses what this client would refuse anyway (room for the headers).
             "message_limit": max_message_size(self.output_limit) + limits.MIB,
+            "remove_in_background": True,  # cleanup() returns once the kernel is dead
         }
         if image is not None:
             self._provisioner_config["image"] = image
@@ -218,7 +220,6 @@ class SandboxClient:
         if self._state is not _State.NEW:
             raise SandboxStateError(f"setup() was already called (the sandbox is {self.state})")
         self._state = _State.STARTING
-        collect_garbage_in_background()  # sandboxes left by crashed processes (once per process)
         try:
             self._session = await Session.start(
                 self.sandbox_id,
@@ -229,6 +230,7 @@ class SandboxClient:
                 reply_timeout=self.interrupt_grace,
             )
         except BaseException as exc:
+            collect_garbage_in_background()  # (see below)
             self._state = _State.CLOSED  # Session.start removed what it made
             self._shut_workers()
             if isinstance(exc, SandboxError | asyncio.CancelledError | KeyboardInterrupt):
@@ -238,6 +240,9 @@ class SandboxClient:
             session, self._session = self._session, None
             await session.close()
             raise SandboxStateError("the sandbox was cleaned up while it was starting")
+        # Sandboxes left by crashed processes (once per process), after this start: the engine
+        # calls would slow it down.
+        collect_garbage_in_background()
         self._runner = Runner(self._session, self.interrupt_grace)
         self._dropped.session, self._dropped.loop = self._session, asyncio.get_running_loop()
         self._state = _State.READY
@@ -252,9 +257,16 @@ class SandboxClient:
             await session.handshake(timeout or self.startup_timeout)
         return SandboxResponse(success=True, data=self._describe())
 
-    async def cleanup(self) -> SandboxResponse:
-        """Stop the sandbox and remove its container, workspace and runtime files. Idempotent."""
+    async def cleanup(self, *, wait: bool = False) -> SandboxResponse:
+        """Stop the sandbox and remove its container, workspace and runtime files. Idempotent.
+
+        It returns once the kernel is dead; the engine's removal of what is left finishes in a
+        worker thread (before this process exits, or its watchdog removes it). ``wait=True``
+        returns only when everything is removed.
+        """
         if self._state is _State.CLOSED:
+            if wait:
+                await self._removed()
             return SandboxResponse(success=True, data={"sandbox_id": self.sandbox_id})
         self._state = _State.CLOSED
         self._finalizer.detach()
@@ -265,10 +277,18 @@ class SandboxClient:
         await asyncio.gather(*running, return_exceptions=True)
         session, self._session = self._session, None
         if session is not None:
+            # With wait, removed in the call itself (queued behind other sandboxes' removals
+            # in the workers it would only take longer).
+            session.provisioner.remove_in_background = not wait
             await session.close()
         else:  # cleaned up while starting: whatever the start made is removed by label
             await shut_down_sandbox(None, self.sandbox_id)
+        if wait:
+            await self._removed()
         return SandboxResponse(success=True, data={"sandbox_id": self.sandbox_id})
+
+    async def _removed(self) -> None:
+        await asyncio.to_thread(removals.wait, [self.sandbox_id])
 
     async def __aenter__(self) -> SandboxClient:
         await self.setup()

@@ -203,8 +203,9 @@ class RemoteSandboxClient:
         status = await self._request("GET", self._url("/status"))
         return SandboxResponse(True, data=status)
 
-    async def cleanup(self) -> SandboxResponse:
-        """Remove the sandbox on the server. Idempotent."""
+    async def cleanup(self, *, wait: bool = False) -> SandboxResponse:
+        """Remove the sandbox on the server, which answers once it is removed (so ``wait``,
+        there for the local client's signature, changes nothing). Idempotent."""
         if self._state == "closed":
             return SandboxResponse(True, data={"sandbox_id": self.sandbox_id})
         url = self._url() if self._state == "ready" else None

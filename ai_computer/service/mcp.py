@@ -200,7 +200,7 @@ class SessionSandboxes:
 
     async def _cleanup(self, sandbox: _Sandbox) -> None:
         try:
-            await sandbox.client.cleanup()  # also stops a start still under way
+            await sandbox.client.cleanup(wait=True)  # also stops a start still under way
         except Exception as exc:  # the owner's watchdog and `ai-computer gc` are the fallback
             log.warning("removing sandbox %s failed: %s", sandbox.client.sandbox_id, exc)
         # The start's own end (its error, if any, was the callers' to see).

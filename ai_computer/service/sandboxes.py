@@ -127,7 +127,7 @@ class Sandboxes:
             self._starting[owner] -= 1
         entry = Entry(client, owner)
         if self.closed:  # shut down while it started
-            await client.cleanup()
+            await client.cleanup(wait=True)
             raise QuotaError("the service is shutting down", 503)
         self._entries[client.sandbox_id] = entry
         log.info("sandbox created", extra={"sandbox": client.sandbox_id, "owner": owner})
@@ -177,7 +177,7 @@ class Sandboxes:
     async def remove(self, owner: str, sandbox_id: str) -> None:
         entry = self.get(owner, sandbox_id)
         del self._entries[sandbox_id]
-        await entry.client.cleanup()
+        await entry.client.cleanup(wait=True)  # DELETE answers once nothing is left
         log.info("sandbox removed", extra={"sandbox": sandbox_id, "owner": owner})
 
     async def close(self) -> None:
@@ -188,7 +188,7 @@ class Sandboxes:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reaper
         entries, self._entries = list(self._entries.values()), {}
-        removals: list[Awaitable[object]] = [entry.client.cleanup() for entry in entries]
+        removals: list[Awaitable[object]] = [entry.client.cleanup(wait=True) for entry in entries]
         if self._pool is not None:
             removals.append(self._pool.close())
         try:
@@ -209,7 +209,7 @@ class Sandboxes:
             for entry in idle:
                 log.info("idle sandbox removed", extra={"sandbox": entry.client.sandbox_id})
             results = await asyncio.gather(
-                *(entry.client.cleanup() for entry in idle), return_exceptions=True
+                *(entry.client.cleanup(wait=True) for entry in idle), return_exceptions=True
             )
             for entry, result in zip(idle, results, strict=True):
                 if isinstance(result, Exception):  # one failed removal must not stop the reaper

@@ -11,6 +11,7 @@ import pytest
 from sandbox_checks import leftovers
 
 from ai_computer import ImageNotFoundError, SandboxClient, SandboxStateError
+from ai_computer.backends.labels import ROLE_LABEL, SANDBOX_LABEL
 
 
 async def test_setup_execute_cleanup_leaves_nothing(docker_engine: docker.DockerClient) -> None:
@@ -26,6 +27,44 @@ async def test_setup_execute_cleanup_leaves_nothing(docker_engine: docker.Docker
     assert client.state == "closed"
     assert leftovers(docker_engine, client.sandbox_id) == []
     await client.cleanup()  # idempotent
+
+
+async def test_cleanup_returns_once_the_kernel_is_dead_and_the_rest_follows(
+    docker_engine: docker.DockerClient,
+) -> None:
+    async with SandboxClient() as client:
+        selector = {"label": f"{SANDBOX_LABEL}={client.sandbox_id}"}
+        await client.execute_code("open('kept.txt', 'w').write('x')")
+    # No code of the sandbox runs once cleanup() has returned: its kernel is dead (the relay
+    # and holder, which run none, may still be being removed).
+    running = docker_engine.api.containers(filters={**selector, "status": "running"})
+    assert [c for c in running if c["Labels"][ROLE_LABEL] == "kernel"] == []
+    await client.cleanup(wait=True)  # and with wait=True, nothing is left
+    assert docker_engine.api.containers(all=True, filters=selector) == []
+    assert docker_engine.api.volumes(filters=selector)["Volumes"] in (None, [])
+
+
+def test_a_script_that_ends_right_after_cleanup_leaves_nothing(
+    docker_engine: docker.DockerClient,
+) -> None:
+    # The removal cleanup() hands to a worker thread is finished before the process exits.
+    script = (
+        "import asyncio\n"
+        "from ai_computer import SandboxClient\n"
+        "async def main():\n"
+        "    async with SandboxClient() as client:\n"
+        "        await client.execute_code('1')\n"
+        "    print(client.sandbox_id)\n"
+        "asyncio.run(main())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    sandbox_id = done.stdout.split()[-1]
+    selector = {"label": f"{SANDBOX_LABEL}={sandbox_id}"}
+    assert docker_engine.api.containers(all=True, filters=selector) == []
+    assert docker_engine.api.volumes(filters=selector)["Volumes"] in (None, [])
 
 
 async def test_context_manager_cleans_up_even_on_error(docker_engine: docker.DockerClient) -> None:

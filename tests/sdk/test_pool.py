@@ -8,11 +8,13 @@ import docker
 import pytest
 
 from ai_computer import ImageNotFoundError, SandboxPool, SandboxStateError
+from ai_computer.backends import removals
 from ai_computer.backends.labels import SANDBOX_LABEL
 from ai_computer.limits import MIB
 
 
 def containers_of(engine: docker.DockerClient, sandbox_ids: list[str]) -> list[str]:
+    removals.wait(sandbox_ids, timeout=60)  # those cleanup() handed to a worker thread
     found = []
     for sandbox_id in sandbox_ids:
         selector = {"label": f"{SANDBOX_LABEL}={sandbox_id}"}

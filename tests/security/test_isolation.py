@@ -17,11 +17,12 @@ from ai_computer import SandboxClient
 from ai_computer.backends.labels import default_runtime_root
 
 # What the image, the provisioner, sh and ipykernel set; anything else would come from the host.
+# (No PYDEVD_USE_FRAME_EVAL: debugpy, which set it, is not in the image.)
 EXPECTED_ENVIRONMENT = {
     "AI_COMPUTER_CPU_LIMIT", "AI_COMPUTER_MEMORY_LIMIT", "AI_COMPUTER_SANDBOX_ID", "CLICOLOR",
     "CLICOLOR_FORCE", "FORCE_COLOR", "GIT_PAGER", "HOME", "HOSTNAME", "LANG", "MKL_NUM_THREADS",
     "MPLBACKEND", "MPLCONFIGDIR", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "PAGER", "PATH", "PWD",
-    "PYDEVD_USE_FRAME_EVAL", "PYTHON_CPU_COUNT", "PYTHONDONTWRITEBYTECODE", "TERM", "VIRTUAL_ENV",
+    "PYTHON_CPU_COUNT", "PYTHONDONTWRITEBYTECODE", "TERM", "VIRTUAL_ENV",
 }  # fmt: skip
 
 

@@ -10,6 +10,7 @@ import time
 import docker
 
 from ai_computer import SandboxClient
+from ai_computer.backends import removals
 from ai_computer.backends.labels import SANDBOX_LABEL
 
 SANDBOXES = 8
@@ -45,6 +46,7 @@ async def test_many_sandboxes_at_once_keep_their_outputs_apart(
     finally:
         await asyncio.gather(*(client.cleanup() for client in clients))
     assert [p for p in problems if p] == []
+    removals.wait([client.sandbox_id for client in clients], timeout=60)
     for client in clients:
         selector = {"label": f"{SANDBOX_LABEL}={client.sandbox_id}"}
         assert docker_engine.containers.list(all=True, filters=selector) == []

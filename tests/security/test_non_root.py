@@ -46,6 +46,7 @@ AS_A_USER = dedent("""
             one = await client.execute_code("1 + 1")
             write = await client.fs.write_file("x.txt", "x")
             shell = await client.execute_shell("echo hi", timeout=5)
+        await client.cleanup(wait=True)  # the removal done before looking at what is left
         root = default_runtime_root()
         print(json.dumps({
             "uid": os.getuid(),

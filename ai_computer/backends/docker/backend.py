@@ -188,59 +188,65 @@ class DockerBackend(Backend):
         return f"{specs.sandbox_dir(spec)}/connection.json"
 
     def start(self, spec: SandboxSpec, argv: list[str]) -> Launched:
-        """Create the volumes unless they exist, then start the kernel's container, the relay
-        and (unless it runs) the holder side by side: little time is added to a start. What one
-        start made is removed again if another failed."""
+        """Create the volumes unless they exist, start the kernel's container and the relay
+        side by side, then (unless it runs) the holder: on a machine of few cores three engine
+        starts at once slow the kernel's down, while the holder's start after it overlaps the
+        kernel's own start-up. What one start made is removed again if another failed."""
         if spec.runtime == "gvisor":
             self.require_gvisor()
         kernel_config = self.kernel_config(spec, argv)  # every config first: nothing half-made
         relay_config = specs.relay_container(spec, source("relay.py"))
-        self._ensure_volumes(spec)
         with ThreadPoolExecutor(3, thread_name_prefix="ai-computer-start") as pool:
+            list(pool.map(self._ensure_volume, specs.volumes(spec)))
             kernel = pool.submit(_start_container, kernel_config, "sandbox")
-            holder = pool.submit(self._ensure_holder, spec)
             relay = pool.submit(_start_container, relay_config, "relay")
+            holder = pool.submit(self._holder_status, spec)
         failure = next((f.exception() for f in (kernel, holder, relay) if f.exception()), None)
+        workspace_reset = False
+        if failure is None:
+            try:
+                workspace_reset = self._ensure_holder(spec, holder.result())
+            except Exception as exc:  # whatever it is, the kernel and relay are removed
+                failure = exc
         if failure is not None:
             for made in (kernel, relay):
                 if made.exception() is None:
                     self.remove_instance(made.result())
             raise failure
         return Launched(
-            kernel=kernel.result(), relay=relay.result(), workspace_reset=holder.result()
+            kernel=kernel.result(), relay=relay.result(), workspace_reset=workspace_reset
         )
 
     def reachable(self, spec: SandboxSpec) -> bool:
         relay = Path(specs.relay_dir(spec))
         return all(_is_socket(relay / f"kernel-{port}") for port in _IPC_PORTS.values())
 
-    def _ensure_volumes(self, spec: SandboxSpec) -> None:
-        client = docker_client()
-        for volume in specs.volumes(spec):
-            try:
-                client.volumes.get(volume["name"])
-            except docker.errors.NotFound:
-                try:
-                    client.volumes.create(**volume)
-                except docker.errors.DockerException as exc:
-                    message = f"could not create the sandbox volume {volume['name']}: {exc}"
-                    raise SandboxStartError(message) from exc
-
-    def _ensure_holder(self, spec: SandboxSpec) -> bool:
-        """Make sure the holder runs; True when it was not running (the volumes were empty)."""
-        client = docker_client()
+    def _ensure_volume(self, volume: dict[str, Any]) -> None:
+        # Creating a volume that exists (same name, same driver) returns it: one call.
         try:
-            holder = client.containers.get(specs.holder_name(spec))
+            docker_client().volumes.create(**volume)
+        except docker.errors.DockerException as exc:
+            message = f"could not create the sandbox volume {volume['name']}: {exc}"
+            raise SandboxStartError(message) from exc
+
+    def _holder_status(self, spec: SandboxSpec) -> str | None:
+        """The holder's status ("running", "exited", ...), None when there is none yet."""
+        try:
+            return str(docker_client().containers.get(specs.holder_name(spec)).status)
         except docker.errors.NotFound:
-            holder = None
+            return None
         except docker.errors.DockerException as exc:
             raise SandboxStartError(f"could not inspect the sandbox holder: {exc}") from exc
+
+    def _ensure_holder(self, spec: SandboxSpec, status: str | None) -> bool:
+        """Make sure the holder runs; True when the sandbox had one that was not running (its
+        volumes were unmounted, so emptied)."""
         try:
-            if holder is None:
+            if status is None:
                 _start_container(specs.holder_container(spec), "holder")
                 return False  # a new sandbox: its volumes are new anyway
-            if holder.status != "running":
-                holder.start()
+            if status != "running":
+                docker_client().containers.get(specs.holder_name(spec)).start()
                 return True
         except docker.errors.DockerException as exc:
             raise SandboxStartError(f"could not start the sandbox holder: {exc}") from exc

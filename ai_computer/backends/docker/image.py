@@ -233,7 +233,7 @@ def _prepare_wheelhouse(architecture: str, progress: Progress) -> Path:
         progress(f"downloading wheels for CPython {PYTHON_VERSION} {architecture}")
         command = [
             sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
-            *sandbox_wheel_options(architecture), f"--requirement={requirements}",
+            *sandbox_wheel_options(architecture), "--no-deps", f"--requirement={requirements}",
             f"--dest={download}",
         ]  # fmt: skip
         _run_streaming(command, progress, name="pip download")
