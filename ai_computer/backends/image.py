@@ -31,6 +31,8 @@ PACKAGES_DIR = "/opt/packages"
 """Packages installed per session; on sys.path through a .pth file in the image."""
 HOME = "/home/sandbox"
 """The sandbox user's home (a small tmpfs)."""
+NOTEBOOK_FOLDER = f"{WORKSPACE}/notebook"
+"""Where the kernel sees the notebook's folder when its kernelspec asks for it read-only."""
 
 IMAGE_FILES = ("Dockerfile", "requirements.txt")
 # The Python the image's base provides, which the wheelhouse must match.

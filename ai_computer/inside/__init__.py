@@ -14,9 +14,16 @@ name a patch needs from the host is given to it as a global when it is run (``ke
 
 from __future__ import annotations
 
+import struct
+from collections.abc import Iterable, Iterator
 from functools import cache
 from importlib import resources
 from typing import Any
+
+FRAME = struct.Struct(">Q")
+"""The length before each chunk of a framed stream to the file tool (``write``, ``extract``)."""
+FRAME_LIMIT = 1 << 20
+"""The largest chunk the file tool takes in one frame."""
 
 
 @cache
@@ -29,3 +36,14 @@ def kernel_line(name: str, **given: Any) -> str:
     """An ipykernel option that runs the patch ``name`` at start, in a namespace of its own
     (nothing appears among the user's variables) holding the names ``given``."""
     return f"--IPKernelApp.exec_lines=exec({source(name)!r}, {given!r})"
+
+
+def framed(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """The host's side of the file tool's framing (``file_tool.framed_chunks``): each chunk
+    (split at ``FRAME_LIMIT``) after its length, then a zero length. The tool keeps what it
+    was sent only once it has read that end mark, so a stream cut short leaves nothing."""
+    for chunk in chunks:
+        for start in range(0, len(chunk), FRAME_LIMIT):
+            part = chunk[start : start + FRAME_LIMIT]
+            yield FRAME.pack(len(part)) + part
+    yield FRAME.pack(0)

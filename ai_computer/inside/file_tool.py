@@ -14,6 +14,11 @@ check-then-use race: each component is opened relative to its parent's descripto
 ``O_NOFOLLOW``, so a symlink (or a symlink swapped in during the operation) is refused rather
 than followed, and only regular files are read (a FIFO cannot make a download hang).
 
+Operations: ``read`` (the file's bytes on stdout), ``stat``, ``write`` (framed bytes on stdin),
+``list``, ``remove``, ``mkdir``, ``disk`` (how full /workspace is) and ``extract`` (a framed tar
+stream of folders and regular files only, unpacked through the same confined opens: the
+notebook's folder copied in at start).
+
 Standard library only: it runs with the image's Python, whatever else is installed.
 Protocol: data on stdout (``read``) or a JSON object on stdout (other operations); on failure
 exit status 1 and ``{"error": ..., "kind": ...}`` on stderr.
@@ -33,7 +38,7 @@ import secrets
 import shutil
 import stat
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 ROOT = "/workspace"
@@ -200,10 +205,9 @@ def framed_chunks(source: Any) -> Any:
         yield chunk
 
 
-def op_write(path: str) -> dict[str, Any]:
-    """Write stdin (framed) to path: into a temporary file, renamed over the target only when
-    complete."""
-    parents, name = split(path)
+def write_file(parents: list[str], name: str, chunks: Any, mode: int = 0o644) -> int:
+    """Write ``chunks`` to ROOT/parents/name (parents made if missing): into a temporary file,
+    renamed over the target only when complete. Returns the size written."""
     directory = open_directory(parents, create=True)
     temporary = f".{name}.partial-{secrets.token_hex(6)}"
     size = 0
@@ -211,12 +215,12 @@ def op_write(path: str) -> dict[str, Any]:
         fd = os.open(
             temporary,
             os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-            0o644,
+            mode,
             dir_fd=directory,
         )
         try:
             with os.fdopen(fd, "wb") as target:
-                for chunk in framed_chunks(sys.stdin.buffer):
+                for chunk in chunks:
                     target.write(chunk)
                     size += len(chunk)
             # A rename replaces a symlink planted at the target name; it never follows it.
@@ -229,7 +233,105 @@ def op_write(path: str) -> dict[str, Any]:
             raise
     finally:
         os.close(directory)
+    return size
+
+
+def op_write(path: str) -> dict[str, Any]:
+    """Write stdin (framed) to path: into a temporary file, renamed over the target only when
+    complete."""
+    parents, name = split(path)
+    size = write_file(parents, name, framed_chunks(sys.stdin.buffer))
     return {"path": display_path([*parents, name]), "size": size}
+
+
+class FramedReader:
+    """A binary file object over framed chunks, for ``tarfile``'s stream mode."""
+
+    def __init__(self, source: Any) -> None:
+        self._chunks: Iterator[bytes] = framed_chunks(source)
+        self._chunk = b""
+        self._offset = 0
+
+    def read(self, size: int = -1) -> bytes:
+        parts = []
+        while size != 0:
+            if self._offset >= len(self._chunk):
+                chunk = next(self._chunks, None)
+                if chunk is None:
+                    break
+                self._chunk, self._offset = chunk, 0
+            end = len(self._chunk) if size < 0 else min(len(self._chunk), self._offset + size)
+            parts.append(self._chunk[self._offset : end])
+            if size > 0:
+                size -= end - self._offset
+            self._offset = end
+        return b"".join(parts)
+
+    def drain(self) -> None:
+        """Read to the end mark (refused as cut short when it never comes)."""
+        while self.read(CHUNK):
+            pass
+
+
+def member_chunks(source: Any, size: int) -> Iterator[bytes]:
+    remaining = size
+    while remaining > 0:
+        chunk = source.read(min(CHUNK, remaining))
+        if not chunk:
+            raise Refused("incomplete", "the copy was cut short")
+        remaining -= len(chunk)
+        yield chunk
+
+
+def op_extract(path: str) -> dict[str, Any]:
+    """Unpack a tar stream (framed on stdin) of folders and regular files into the folder
+    ``path`` (made if missing). Every member lands under it through the same confined opens;
+    a member of any other kind (a link, a device) or with a name leading out is refused."""
+    import tarfile  # here: the other operations start without it
+
+    base = display_path(relative_parts(path))
+    reader = FramedReader(sys.stdin.buffer)
+    files = folders = size = 0
+    stream: Any = reader  # tarfile's stream mode only reads
+    with tarfile.open(
+        fileobj=stream, mode="r|", encoding="utf-8", errors="surrogateescape"
+    ) as archive:
+        for member in archive:
+            parts = relative_parts(posixpath.join(base, member.name.lstrip("/")))
+            if member.isdir():
+                os.close(open_directory(parts, create=True))
+                folders += 1
+            elif member.isreg() and parts:
+                source = archive.extractfile(member)
+                mode = 0o755 if member.mode & 0o111 else 0o644
+                size += write_file(parts[:-1], parts[-1], member_chunks(source, member.size), mode)
+                files += 1
+            else:
+                message = f"{member.name!r}: only folders and regular files are copied"
+                raise Refused("not_regular", message)
+    reader.drain()
+    return {"path": base, "files": files, "folders": folders, "size": size}
+
+
+def op_mkdir(path: str) -> dict[str, Any]:
+    """Make the folder ``path`` (its parents too); refused if something is there already."""
+    parents, name = split(path)
+    directory = open_directory(parents, create=True)
+    try:
+        try:
+            os.mkdir(name, 0o755, dir_fd=directory)
+        except FileExistsError:
+            raise Refused("exists", f"{display_path([*parents, name])!r} exists already") from None
+    finally:
+        os.close(directory)
+    return {"path": display_path([*parents, name]), "created": True}
+
+
+def op_disk(path: str) -> dict[str, Any]:
+    """How much of ROOT's file system is used, and its size (bytes)."""
+    info = os.statvfs(ROOT)
+    size = info.f_blocks * info.f_frsize
+    return {"path": ROOT, "size": size, "used": size - info.f_bfree * info.f_frsize}
 
 
 def op_list(path: str) -> dict[str, Any]:
@@ -293,6 +395,9 @@ OPERATIONS: dict[str, Callable[..., dict[str, Any] | None]] = {
     "write": op_write,
     "list": op_list,
     "remove": op_remove,
+    "extract": op_extract,
+    "mkdir": op_mkdir,
+    "disk": op_disk,
 }
 ERRNO_KINDS = {
     errno.ENOENT: "not_found",
@@ -304,6 +409,7 @@ ERRNO_KINDS = {
     errno.ENOTDIR: "not_a_directory",
     errno.EROFS: "read_only",
     errno.ENAMETOOLONG: "invalid",
+    errno.EEXIST: "exists",
 }
 
 
@@ -330,6 +436,10 @@ def main(argv: list[str]) -> int:
             "error": f"{path!r}: {exc.strerror}",
             "kind": ERRNO_KINDS.get(exc.errno or 0, "os_error"),
         }
+    except Exception as exc:  # tarfile's errors (extract): a stream that is no valid archive
+        if type(exc).__module__ != "tarfile":
+            raise
+        failure = {"error": f"{path!r}: not a valid copy ({exc})", "kind": "invalid"}
     else:
         if result is not None:
             sys.stdout.write(json.dumps(result))

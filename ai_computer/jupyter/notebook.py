@@ -22,6 +22,7 @@ from .. import limits
 from ..backends.base import describe_exit
 from ..kernel.kernelspec import sandbox_kernel_spec
 from ..kernel.manager import SandboxKernelManager, shut_down_sandbox
+from ..kernel.notebook_dir import parse_mode
 from ..kernel.provisioner import DockerSandboxProvisioner
 from ..sdk.execution import strip_ansi
 
@@ -72,9 +73,13 @@ async def run_notebook(
     startup_timeout: float = limits.DEFAULT_STARTUP_TIMEOUT,
     image: str | None = None,
     runtime: str = "runc",
+    notebook_dir: str = "off",
+    cwd: str | os.PathLike[str] | None = None,
 ) -> NotebookRun:
     """Execute every code cell of ``notebook`` (in place) in a new sandbox; stop at the first
-    failure. ``timeout`` is per cell (``None``: no limit).
+    failure. ``timeout`` is per cell (``None``: no limit). ``notebook_dir`` (``"copy"``,
+    ``"read-only"``) gives the sandbox the folder ``cwd`` (the notebook's; default: this
+    process's working directory), see ``kernel/notebook_dir.py``.
 
     Limits are validated first (``ValueError``). A sandbox that cannot start raises
     :class:`~ai_computer.errors.SandboxError`; failures of the notebook's code do not raise.
@@ -83,6 +88,7 @@ async def run_notebook(
         "memory_limit": limits.parse_memory_limit(memory_limit),
         "cpu_limit": limits.parse_cpu_limit(cpu_limit),
         "runtime": limits.parse_runtime(runtime),
+        "notebook_dir": parse_mode(notebook_dir),
     }
     if image is not None:
         config["image"] = image
@@ -108,7 +114,7 @@ async def run_notebook(
     try:
         # Started here rather than by nbclient, so that a sandbox that cannot start raises our
         # error cleanly (nbclient would leave an atexit clean-up behind).
-        await km.start_kernel()
+        await km.start_kernel(cwd=os.fspath(cwd) if cwd is not None else os.getcwd())
         if isinstance(km.provisioner, DockerSandboxProvisioner):
             provisioner = km.provisioner  # to say why the kernel died, once nbclient is done
         # cleanup_kc: nbclient shuts down only kernels it made itself unless told to.

@@ -21,6 +21,7 @@ from typing import Any
 from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
 
 from .. import limits
+from . import notebook_dir as notebook_folder
 
 PROVISIONER_NAME = "ai-computer-docker"
 """Entry-point name of :class:`~ai_computer.kernel.provisioner.DockerSandboxProvisioner`."""
@@ -33,6 +34,12 @@ DISPLAY_NAME = "AI Computer Sandbox"
 
 SHIPPED_KERNELSPEC_DIR = Path(__file__).parent.parent / "data" / "kernelspec" / KERNEL_NAME
 """The kernelspec directory shipped in the package."""
+
+# notebook_dir -> what it adds to a kernel's name and to its display name.
+_FOLDER_NAMES = {
+    "copy": ("-folder-copy", "folder copied"),
+    "read-only": ("-folder-ro", "folder read-only"),
+}
 
 # Jupyter's own rule for kernel names (jupyter_client.kernelspec._is_valid_kernel_name).
 _KERNEL_NAME_PATTERN = re.compile(r"^[a-z0-9._-]+$", re.IGNORECASE)
@@ -107,6 +114,7 @@ def install(
     image: str | None = None,
     prestart: int | None = None,
     runtime: str = "runc",
+    notebook_dir: str = "off",
     kernel_spec_manager: KernelSpecManager | None = None,
 ) -> InstalledKernelSpec:
     """Install the sandbox kernelspec, or a variant with other limits, through KernelSpecManager.
@@ -122,8 +130,17 @@ def install(
     ``prestart`` (0 to 8) keeps that many spare sandboxes started in a Jupyter server, so that
     opening a notebook does not wait for one. ``runtime="gvisor"`` runs the kernel under gVisor:
     ``ai-computer-sandbox-gvisor``, "AI Computer Sandbox (gVisor)" (suffixes to a variant's).
+    ``notebook_dir`` gives the sandbox the notebook's folder: ``"copy"`` (copied into
+    /workspace at start) or ``"read-only"`` (mounted at /workspace/notebook); names and
+    display names say so (``-folder-copy``, "folder copied"), see ``kernel/notebook_dir.py``.
     """
     runtime = limits.parse_runtime(runtime)
+    notebook_dir = notebook_folder.parse_mode(notebook_dir)
+    if notebook_dir == "read-only" and prestart:
+        raise ValueError(
+            "notebook_dir 'read-only' cannot be combined with prestart (a spare sandbox starts "
+            "before the notebook's folder is known); use notebook_dir 'copy' or prestart 0"
+        )
     if user and prefix is not None:
         raise ValueError("choose one of user=True or prefix, not both")
     shipped_config = kernel_json()["metadata"]["kernel_provisioner"]["config"]
@@ -140,16 +157,21 @@ def install(
         name = variant_kernel_name(memory, cpus) if is_variant else KERNEL_NAME
         if runtime == "gvisor":
             name += "-gvisor"
+        if notebook_dir != "off":
+            name += _FOLDER_NAMES[notebook_dir][0]
     if not _KERNEL_NAME_PATTERN.match(name):
         raise ValueError(
             f"kernel name {name!r} is not allowed: use letters, digits, '.', '_' and '-'"
         )
     if display_name is None:
-        display_name = variant_display_name(memory, cpus) if is_variant else DISPLAY_NAME
+        notes = []  # "AI Computer Sandbox (2 GB, 4 CPUs, gVisor, folder copied)"
+        if is_variant:
+            notes.append(variant_display_name(memory, cpus)[len(DISPLAY_NAME) + 2 : -1])
         if runtime == "gvisor":
-            display_name = (
-                display_name[:-1] + ", gVisor)" if is_variant else f"{display_name} (gVisor)"
-            )
+            notes.append("gVisor")
+        if notebook_dir != "off":
+            notes.append(_FOLDER_NAMES[notebook_dir][1])
+        display_name = f"{DISPLAY_NAME} ({', '.join(notes)})" if notes else DISPLAY_NAME
     config: dict[str, Any] = {
         "memory_limit": limits.format_size(memory),
         "cpu_limit": int(cpus) if cpus.is_integer() else cpus,
@@ -160,6 +182,8 @@ def install(
         config["runtime"] = runtime
     if prestart:  # spare sandboxes kept started by the Jupyter server (see kernel/spares.py)
         config["prestart"] = limits.parse_prestart(prestart)
+    if notebook_dir != "off":
+        config["notebook_dir"] = notebook_dir
     spec = kernel_json(config, display_name=display_name)
 
     specs = kernel_spec_manager or KernelSpecManager()

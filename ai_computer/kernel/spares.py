@@ -148,8 +148,10 @@ _PRESTARTED: dict[tuple[int, str], Spares[DockerSandboxProvisioner]] = {}
 
 
 def _settings(provisioner: DockerSandboxProvisioner) -> dict[str, object]:
-    """What a spare must share with a kernel to stand in for it (all but ``prestart``)."""
-    names = sorted(set(provisioner.trait_names(config=True)) - {"prestart"})
+    """What a spare must share with a kernel to stand in for it: all but ``prestart`` and
+    ``notebook_dir`` (a spare starts without the notebook's folder; a kernel that takes one
+    copies its folder in afterwards, see notebook_dir.py)."""
+    names = sorted(set(provisioner.trait_names(config=True)) - {"prestart", "notebook_dir"})
     return {name: getattr(provisioner, name) for name in names}
 
 

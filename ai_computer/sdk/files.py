@@ -19,24 +19,22 @@ import io
 import json
 import os
 import posixpath
-import struct
 import tempfile
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import IO, Any, Protocol
 
 from ..backends.base import ExecResult, StopTransfer
 from ..backends.image import WORKSPACE
-from ..errors import SandboxError
-from ..inside import source
+from ..errors import SandboxError, SandboxFileError
+from ..inside import framed, source
 from ..models import FileOperationResponse, SandboxResponse
 
 CHUNK_SIZE = 1 << 20
 DEFAULT_IDLE_TIMEOUT = 30.0
 """Seconds a file operation may go without progress before it is given up."""
 _REPORT_LIMIT = 16 * 1024 * 1024  # the tool's JSON answer; a listing stops well below this
-_FRAME = struct.Struct(">Q")  # an upload chunk's length
 
 
 class ExecRunner(Protocol):
@@ -97,6 +95,22 @@ def _failure(result: ExecResult, what: str) -> str:
     return result.failure()
 
 
+def _kind(result: ExecResult) -> str:
+    """How the tool says it failed (its report's ``kind``)."""
+    if result.timed_out:
+        return "timeout"
+    try:
+        report = json.loads(result.stderr)
+    except ValueError:
+        return "os_error"
+    kind = report.get("kind") if isinstance(report, dict) else None
+    return kind if isinstance(kind, str) and kind.isidentifier() else "os_error"
+
+
+def _raise_failure(result: ExecResult, what: str, path: str) -> None:
+    raise SandboxFileError(_failure(result, what), kind=_kind(result), path=path)
+
+
 def _report(result: ExecResult) -> dict[str, Any] | None:
     """The tool's JSON answer, or None when it is not one (cut short, or not the tool's)."""
     try:
@@ -145,47 +159,64 @@ class FileSystem:
             argv.append(str(max_size))
         return await self._run(argv, workdir="/", idle_timeout=self.idle_timeout, **options)
 
+    async def call(self, operation: str, path: str) -> dict[str, Any]:
+        """Run one of the tool's operations that answer JSON (``list``, ``stat``, ``remove``,
+        ``mkdir``, ``disk``) on ``path`` and return its answer. Raises ``ValueError`` for a
+        path outside /workspace, :class:`~ai_computer.errors.SandboxFileError` (with the
+        tool's ``kind``) when the operation fails, ``SandboxError`` when the sandbox cannot be
+        reached. For callers that need to tell failures apart (the Jupyter extension); the
+        methods below answer responses."""
+        remote = sandbox_path(path)
+        result = await self._tool(operation, remote, stdout_limit=_REPORT_LIMIT)
+        if result.exit_code != 0:
+            _raise_failure(result, f"{operation} {remote}", remote)
+        report = _report(result)
+        if report is None:
+            message = f"{operation} {remote}: unreadable answer"
+            raise SandboxFileError(message, kind="unreadable", path=remote)
+        return report
+
     async def _json(self, operation: str, path: str) -> SandboxResponse:
         """Run a tool operation that answers JSON: its answer is the response's data."""
         try:
-            remote = sandbox_path(path)
-            result = await self._tool(operation, remote, stdout_limit=_REPORT_LIMIT)
+            return SandboxResponse(True, await self.call(operation, path))
         except (ValueError, SandboxError) as exc:
             return SandboxResponse(False, error=str(exc))
-        if result.exit_code != 0:
-            return SandboxResponse(False, error=_failure(result, f"{operation} {remote}"))
-        report = _report(result)
-        if report is None:
-            return SandboxResponse(False, error=f"{operation} {remote}: unreadable answer")
-        return SandboxResponse(True, report)
 
     # -- uploads -----------------------------------------------------------------------------
 
-    async def _write(self, remote: str, source: IO[bytes]) -> FileOperationResponse:
-        filename = posixpath.basename(remote)
+    async def write_stream(self, remote: str, source: IO[bytes]) -> int:
+        """Stream ``source`` (read in 1 MiB chunks, from a worker thread) into the sandbox file
+        ``remote`` (absolute; parent folders are made), written beside it and renamed into
+        place only once complete; return the bytes written. ``source.read`` may raise to give
+        up: nothing is written then. Raises as :meth:`call` does."""
+        remote = sandbox_path(remote)
         sent = 0
 
-        def framed() -> Iterator[bytes]:
-            # Each chunk after its length, then a zero length: the tool renames the file into
-            # place only once it has read that end mark (see inside/file_tool.py, framed_chunks).
+        def chunks() -> Iterator[bytes]:
             nonlocal sent
             for chunk in _chunks(source):
                 sent += len(chunk)
-                yield _FRAME.pack(len(chunk)) + chunk
-            yield _FRAME.pack(0)
+                yield chunk
 
-        try:
-            result = await self._tool("write", remote, stdin=framed())
-        except SandboxError as exc:
-            return FileOperationResponse(False, filename=filename, path=remote, error=str(exc))
+        # The tool renames the file into place only once it has read the end mark of the
+        # framing (see inside/file_tool.py, framed_chunks).
+        result = await self._tool("write", remote, stdin=framed(chunks()))
         if result.exit_code != 0:
-            error = _failure(result, f"writing {remote}")
-            return FileOperationResponse(False, filename=filename, path=remote, error=error)
+            _raise_failure(result, f"writing {remote}", remote)
         report = _report(result)
         if report is None or report.get("path") != remote or report.get("size") != sent:
             # Only a tampered tool says anything else: what it says cannot be believed.
-            error = f"writing {remote}: the sandbox's answer does not match the {sent} bytes sent"
-            return FileOperationResponse(False, filename=filename, path=remote, error=error)
+            message = f"writing {remote}: the sandbox's answer does not match the {sent} bytes sent"
+            raise SandboxFileError(message, kind="unreadable", path=remote)
+        return sent
+
+    async def _write(self, remote: str, source: IO[bytes]) -> FileOperationResponse:
+        filename = posixpath.basename(remote)
+        try:
+            sent = await self.write_stream(remote, source)
+        except (ValueError, SandboxError) as exc:
+            return FileOperationResponse(False, filename=filename, path=remote, error=str(exc))
         return FileOperationResponse(
             True, filename=filename, size=sent, path=remote,
             message=f"wrote {sent} bytes to {remote}",
@@ -236,9 +267,9 @@ class FileSystem:
 
     async def _read(
         self, remote_path: str, max_size: int | None, sink: Callable[[bytes], object]
-    ) -> tuple[str, str | None]:
+    ) -> str:
         """Stream a sandbox file into ``sink``, stopping past ``max_size`` (default: the
-        sandbox's disk limit); return its sandbox path and the error, if any."""
+        sandbox's disk limit); return its sandbox path. Raises as :meth:`call` does."""
         limit = self.max_size if max_size is None else _checked_size(max_size)
         remote = sandbox_path(remote_path)
         received = 0
@@ -252,10 +283,19 @@ class FileSystem:
 
         result = await self._tool("read", remote, limit, on_stdout=bounded)
         if received > limit:
-            return remote, f"{remote} is larger than max_size={limit} bytes"
+            message = f"{remote} is larger than max_size={limit} bytes"
+            raise SandboxFileError(message, kind="too_large", path=remote)
         if result.exit_code != 0:
-            return remote, _failure(result, f"reading {remote}")
-        return remote, None
+            _raise_failure(result, f"reading {remote}", remote)
+        return remote
+
+    async def read_into(
+        self, remote_path: str, sink: Callable[[bytes], object], max_size: int | None = None
+    ) -> str:
+        """Stream a sandbox file into ``sink`` (called on a worker thread, in chunks of up to
+        1 MiB), at most ``max_size`` bytes (default: the disk limit); return its sandbox path.
+        Raises as :meth:`call` does (``too_large`` past ``max_size``)."""
+        return await self._read(remote_path, max_size, sink)
 
     async def download_file(
         self,
@@ -282,10 +322,10 @@ class FileSystem:
         remote = remote_path
         try:
             with os.fdopen(handle, "wb") as sink:
-                remote, error = await self._read(remote_path, max_size, sink.write)
-            if error is not None:
-                return FileOperationResponse(False, filename=filename, path=remote, error=error)
+                remote = await self._read(remote_path, max_size, sink.write)
             os.replace(partial, target)
+        except SandboxFileError as exc:
+            return FileOperationResponse(False, filename=filename, path=exc.path, error=str(exc))
         except (ValueError, SandboxError, OSError) as exc:
             return FileOperationResponse(False, filename=filename, path=remote, error=str(exc))
         finally:
@@ -307,43 +347,60 @@ class FileSystem:
         """
         chunks: list[bytes] = []
         try:
-            remote, error = await self._read(remote_path, max_size, chunks.append)
+            await self._read(remote_path, max_size, chunks.append)
+        except SandboxFileError as exc:
+            filename = posixpath.basename(exc.path or remote_path)
+            return FileOperationResponse(False, filename=filename, path=exc.path, error=str(exc))
         except (ValueError, SandboxError) as exc:
             return FileOperationResponse(False, path=remote_path, error=str(exc))
-        if error is not None:
-            filename = posixpath.basename(remote)
-            return FileOperationResponse(False, filename=filename, path=remote, error=error)
         content = b"".join(chunks)
         chunks.clear()
         return content
 
     async def download_stream(
         self, remote_path: str, max_size: int | None = None
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         """A sandbox file's content in chunks of up to 1 MiB, as they arrive (at most 4 held).
 
         Raises ``ValueError`` or ``SandboxError`` when the file cannot be read (before the
-        first chunk, or partway: a file over ``max_size``, default the disk limit). Closed
-        early, the transfer stops.
+        first chunk, or partway: a file over ``max_size``, default the disk limit), a
+        :class:`~ai_computer.errors.SandboxFileError` with the tool's ``kind`` when the tool
+        refused. Closed early, the transfer stops; a reader that takes no chunk for
+        ``idle_timeout`` seconds ends it too (``SandboxFileError`` ``timeout``, raised once it
+        reads again), so that no worker thread waits on it for ever.
         """
         loop = asyncio.get_running_loop()
         chunks: asyncio.Queue[bytes | None] = asyncio.Queue(4)
         closed = threading.Event()
+        stalled = threading.Event()
+        idle_limit = self.idle_timeout
 
         def sink(data: bytes) -> None:  # on the sandbox's worker thread
+            # The reader must take a chunk within the idle timeout, as the sandbox must send
+            # one: a reader that stays but stops reading would hold this thread for ever.
             future = asyncio.run_coroutine_threadsafe(chunks.put(data), loop)
+            waited = 0.0
             while True:
                 try:
                     future.result(0.5)
                     return
                 except concurrent.futures.TimeoutError:
-                    if closed.is_set():
+                    waited += 0.5
+                    if closed.is_set() or waited >= idle_limit:
                         future.cancel()
+                        if not closed.is_set():
+                            stalled.set()
                         raise StopTransfer from None
 
-        async def transfer() -> tuple[str, str | None]:
+        async def transfer() -> str:
             try:
                 return await self._read(remote_path, max_size, sink)
+            except SandboxError as exc:
+                if not stalled.is_set():
+                    raise
+                remote = sandbox_path(remote_path)
+                message = f"{remote}: the download's reader took nothing for {idle_limit:g} s"
+                raise SandboxFileError(message, kind="timeout", path=remote) from exc
             finally:
                 if not closed.is_set():  # its reader is there to make room for the end mark
                     await chunks.put(None)
@@ -352,9 +409,7 @@ class FileSystem:
         try:
             while (chunk := await chunks.get()) is not None:
                 yield chunk
-            _remote, error = await task
-            if error is not None:
-                raise SandboxError(error)
+            await task  # raises the transfer's failure
         finally:
             closed.set()  # before the cancel: the transfer then waits for no reader
             task.cancel()
@@ -384,3 +439,11 @@ class FileSystem:
     async def stat(self, path: str) -> SandboxResponse:
         """A regular file's ``data`` (``path``, ``size``); fails for anything else."""
         return await self._json("stat", path)
+
+    async def mkdir(self, path: str) -> SandboxResponse:
+        """Make the folder ``path`` and its parents; fails if something is there already."""
+        return await self._json("mkdir", path)
+
+    async def disk_usage(self) -> SandboxResponse:
+        """How full /workspace is: ``data`` has ``used`` and ``size`` (bytes)."""
+        return await self._json("disk", WORKSPACE)

@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import tarfile
 import time
 from pathlib import Path
 from typing import Any
@@ -135,3 +136,57 @@ async def test_the_queue_gives_back_sizes_and_room() -> None:
     item, size = await queue.get()
     assert item["msg_type"] == "stream" and size == 900
     assert queue.put_message(_message("stream"), 900)  # the room came back
+
+
+def test_mkdir_and_disk(root: Path) -> None:
+    code, out, _ = run_tool(["mkdir", hexed("a/b")])
+    assert code == 0 and json.loads(out) == {"path": f"{root}/a/b", "created": True}
+    assert (root / "a" / "b").is_dir()
+    assert run_tool(["mkdir", hexed("a/b")])[2]["kind"] == "exists"
+    (root / "link").symlink_to(root / "a")
+    assert run_tool(["mkdir", hexed("link/c")])[2]["kind"] == "symlink"
+    assert not (root / "a" / "c").exists()
+    code, out, _ = run_tool(["disk", hexed("")])
+    disk = json.loads(out)
+    assert code == 0 and 0 <= disk["used"] <= disk["size"]
+
+
+def _tar(*members: tuple[tarfile.TarInfo, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for info, data in members:
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data) if data else None)
+    return buffer.getvalue()
+
+
+def _member(name: str, kind: bytes = tarfile.REGTYPE, target: str = "") -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname, info.mode = kind, target, 0o644
+    return info
+
+
+def test_extract_unpacks_folders_and_files_only_and_stays_inside(root: Path) -> None:
+    archive = _tar((_member("sub", tarfile.DIRTYPE), b""), (_member("sub/a.csv"), b"x,y\n"))
+    code, out, _ = run_tool(["extract", hexed("")], framed(archive))
+    assert code == 0 and json.loads(out)["files"] == 1
+    assert (root / "sub" / "a.csv").read_bytes() == b"x,y\n"
+    for bad, kind in (
+        (_member("link", tarfile.SYMTYPE, "/etc/passwd"), "not_regular"),
+        (_member("hard", tarfile.LNKTYPE, "sub/a.csv"), "not_regular"),
+        (_member("../escape.txt"), "outside"),
+        (_member("/etc/escape.txt"), None),  # an absolute name lands below the folder
+    ):
+        code, _, report = run_tool(["extract", hexed("")], framed(_tar((bad, b"data"))))
+        if kind is None:
+            assert code == 0 and (root / "etc" / "escape.txt").read_bytes() == b"data"
+        else:
+            assert code == 1 and report["kind"] == kind, report
+    assert not (root.parent / "escape.txt").exists() and not (root / "link").exists()
+    (root / "planted").symlink_to("/tmp")
+    code, _, report = run_tool(["extract", hexed("")], framed(_tar((_member("planted/x"), b"1"))))
+    assert code == 1 and report["kind"] == "symlink"
+    code, _, report = run_tool(["extract", hexed("")], framed(archive, end=False))
+    assert code == 1 and report["kind"] == "incomplete"
+    code, _, report = run_tool(["extract", hexed("")], framed(b"not a tar archive" * 100))
+    assert code == 1 and report["kind"] == "invalid"

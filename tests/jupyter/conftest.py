@@ -108,6 +108,7 @@ def jupyter_server_process(
         process.stdout.close()
         pytest.fail("JupyterLab did not start:\n" + "".join(lines))
     server = JupyterServer(url, token, root_dir, lines)
+    server.pid = process.pid
     try:
         yield server
     finally:

@@ -110,6 +110,8 @@ class JupyterServer:
         """The server's output so far."""
         self.kernel_ids: set[str] = set()
         self.sockets: list[KernelSocket] = []
+        self.pid: int | None = None
+        """The server's process id."""
 
     async def request(
         self, method: str, path: str, body: Any = None, *, token: str | None = ""

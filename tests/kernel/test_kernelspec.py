@@ -129,3 +129,23 @@ def test_gvisor_variants_say_so(tmp_path: Path) -> None:
     assert plain.metadata["kernel_provisioner"]["config"]["runtime"] == "gvisor"
     bigger = specs.get_kernel_spec("ai-computer-sandbox-2g-1cpu-gvisor")
     assert bigger.display_name == "AI Computer Sandbox (2 GB, 1 CPU, gVisor)"
+
+
+def test_notebook_dir_variants_say_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    command = ["kernelspec", "install", "--prefix", str(tmp_path)]
+    assert main([*command, "--notebook-dir", "copy"]) == 0
+    assert main([*command, "--notebook-dir", "read-only", "--memory-limit", "2G"]) == 0
+    specs = _specs(tmp_path)
+    copied = specs.get_kernel_spec("ai-computer-sandbox-folder-copy")
+    assert copied.display_name == "AI Computer Sandbox (folder copied)"
+    assert copied.metadata["kernel_provisioner"]["config"]["notebook_dir"] == "copy"
+    mounted = specs.get_kernel_spec("ai-computer-sandbox-2g-1cpu-folder-ro")
+    assert mounted.display_name == "AI Computer Sandbox (2 GB, 1 CPU, folder read-only)"
+    assert main([*command, "--notebook-dir", "off", "--name", "plain"]) == 0
+    assert (
+        "notebook_dir"
+        not in specs.get_kernel_spec("plain").metadata["kernel_provisioner"]["config"]
+    )
+    capsys.readouterr()
+    assert main([*command, "--notebook-dir", "read-only", "--prestart", "1"]) == 2
+    assert "cannot be combined with prestart" in capsys.readouterr().err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import docker
@@ -13,6 +14,7 @@ from jupyter_client.provisioning import KernelProvisionerFactory
 from traitlets import TraitError
 
 from ai_computer.backends.labels import SANDBOX_LABEL
+from ai_computer.errors import SandboxStartError
 from ai_computer.kernel.kernelspec import SHIPPED_KERNELSPEC_DIR
 from ai_computer.kernel.provisioner import DockerSandboxProvisioner
 
@@ -135,3 +137,43 @@ async def test_prestart_hands_each_kernel_a_fresh_spare_sandbox(
 def test_prestart_out_of_range_is_refused() -> None:
     with pytest.raises(TraitError, match="prestart 9 is not a whole number from 0 to 8"):
         DockerSandboxProvisioner(prestart=9)
+
+
+async def test_a_cancelled_or_failed_notebook_folder_copy_leaves_no_sandbox(
+    docker_engine: docker.DockerClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # notebook_dir 'copy' streams the folder after the containers started: a start cancelled
+    # meanwhile (or a copy that fails) must take them with it.
+    from ai_computer.kernel import notebook_dir
+    from ai_computer.kernel.kernelspec import sandbox_kernel_spec
+    from ai_computer.kernel.manager import SandboxKernelManager
+
+    (tmp_path / "data.csv").write_text("x\n")
+    copying = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def endless(plan: notebook_dir.CopyPlan) -> object:
+        loop.call_soon_threadsafe(copying.set)
+        while True:  # never ends: only the cancellation stops it
+            time.sleep(0.05)
+            yield b"\0" * 512
+
+    def failing(plan: notebook_dir.CopyPlan) -> object:
+        raise notebook_dir.CopyFailed("data.csv changed while it was copied")
+        yield b""
+
+    for stream in (endless, failing):
+        monkeypatch.setattr(notebook_dir, "tar_stream", stream)
+        km = SandboxKernelManager(sandbox_kernel_spec({"notebook_dir": "copy"}))
+        start = asyncio.create_task(km.start_kernel(cwd=str(tmp_path)))
+        if stream is endless:
+            await asyncio.wait_for(copying.wait(), 60)
+            start.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await start
+        else:
+            with pytest.raises(SandboxStartError, match="changed while it was copied"):
+                await start
+        selector = {"label": f"{SANDBOX_LABEL}={km.kernel_id}"}
+        assert docker_engine.containers.list(all=True, filters=selector) == []
+        assert docker_engine.volumes.list(filters=selector) == []

@@ -6,11 +6,17 @@ import asyncio
 import hashlib
 import io
 import os
+import threading
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from ai_computer import FileOperationResponse, SandboxClient
+from ai_computer.backends.base import ExecResult, StopTransfer
+from ai_computer.errors import SandboxFileError
+from ai_computer.sdk.files import FileSystem
 
 
 async def test_text_and_bytes_round_trip(core_sandbox: SandboxClient) -> None:
@@ -101,3 +107,32 @@ async def test_a_download_stream_closed_early_lets_go_at_once(core_sandbox: Sand
     outside = await core_sandbox.fs.read_file("/etc/hostname")
     assert not outside.success and "outside the sandbox's /workspace" in outside.error
     assert (await core_sandbox.fs.remove("stream.bin")).success
+
+
+async def test_a_download_stream_whose_reader_stops_reading_frees_its_thread() -> None:
+    # A reader that stays but takes nothing (a client that stopped reading) must not hold the
+    # sandbox's worker thread for ever: past the idle timeout the transfer ends.
+    ended = threading.Event()
+
+    async def run(argv: list[str], *, on_stdout: Any = None, **options: Any) -> ExecResult:
+        def endless() -> ExecResult:
+            try:
+                while True:
+                    on_stdout(bytes(1 << 20))
+            except StopTransfer:
+                return ExecResult(-1, b"", b"")
+            finally:
+                ended.set()
+
+        return await asyncio.to_thread(endless)
+
+    files = FileSystem(run, max_size=1 << 40, idle_timeout=1.0)
+    chunks = files.download_stream("endless.bin")
+    assert len(await anext(chunks)) == 1 << 20
+    started = time.monotonic()
+    assert await asyncio.to_thread(ended.wait, 10), "the worker thread is still held"
+    assert 1.0 <= time.monotonic() - started < 5
+    with pytest.raises(SandboxFileError, match="reader took nothing for 1 s") as caught:
+        async for _ in chunks:  # what was queued, then the reason
+            pass
+    assert caught.value.kind == "timeout" and caught.value.path == "/workspace/endless.bin"

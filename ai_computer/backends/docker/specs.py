@@ -17,7 +17,7 @@ from docker.types import LogConfig, Mount, Ulimit
 
 from ...limits import GVISOR_MAX_PIDS, MIB
 from ..base import SandboxSpec
-from ..image import HOME, PACKAGES_DIR, WORKSPACE
+from ..image import HOME, NOTEBOOK_FOLDER, PACKAGES_DIR, WORKSPACE
 from ..labels import (
     CPU_LIMIT_LABEL,
     DISK_LIMIT_LABEL,
@@ -190,6 +190,22 @@ def kernel_environment(spec: SandboxSpec) -> dict[str, str]:
     }
 
 
+def notebook_mounts(spec: SandboxSpec) -> list[Mount]:
+    """The notebook's folder, read-only at ``NOTEBOOK_FOLDER``, when the spec names one.
+
+    Not recursive: a mount below the folder on the host (a tmpfs, another disk) is not passed
+    on, since a read-only bind leaves the mounts below it writable on this engine. Symlinks in
+    the folder resolve inside the container's own file system, never the host's.
+    """
+    if spec.notebook_folder is None:
+        return []
+    if not posixpath.isabs(spec.notebook_folder):
+        raise ValueError(f"notebook folder {spec.notebook_folder!r} must be an absolute path")
+    mount = Mount(NOTEBOOK_FOLDER, spec.notebook_folder, type="bind", read_only=True)
+    mount["BindOptions"] = {"Propagation": "rprivate", "NonRecursive": True}
+    return [mount]
+
+
 def kernel_container(spec: SandboxSpec, cmd: list[str]) -> dict[str, Any]:
     """The kernel's container: the sandbox's limits, its environment, its volumes; of the host
     only the directory of its connection file, read-only."""
@@ -217,6 +233,7 @@ def kernel_container(spec: SandboxSpec, cmd: list[str]) -> dict[str, Any]:
             Mount(CONTAINER_RUNTIME_DIR, sockets_volume(spec), type="volume"),
             Mount(WORKSPACE, workspace_volume(spec), type="volume"),
             Mount(PACKAGES_DIR, packages_volume(spec), type="volume"),
+            *notebook_mounts(spec),
         ],
         log_max_size=spec.log_max_size,
         labels={

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -89,3 +90,22 @@ def test_the_volumes_are_bounded_tmpfs() -> None:
     for options in made.values():
         assert options["type"] == "tmpfs" and "nosuid" in options["o"] and "size=" in options["o"]
     assert made["ai-computer-abc-sockets"]["o"].startswith("size=1m,")
+
+
+def test_the_notebook_folder_is_read_only_not_recursive_and_changes_nothing_else() -> None:
+    with_folder = dataclasses.replace(SPEC, notebook_folder="/home/me/project")
+    kernel = specs.kernel_container(with_folder, ["python"])
+    [mount] = [m for m in kernel["mounts"] if m["Target"] == specs.NOTEBOOK_FOLDER]
+    assert mount["Source"] == "/home/me/project" and mount["Type"] == "bind"
+    assert mount["ReadOnly"] is True
+    # Below a read-only bind, Docker 20.10 leaves submounts writable: none are passed on.
+    assert mount["BindOptions"] == {"Propagation": "rprivate", "NonRecursive": True}
+    others = [m for m in kernel["mounts"] if m is not mount]
+    assert others == CONTAINERS["kernel"]["mounts"]
+    assert {k: v for k, v in kernel.items() if k != "mounts"} == {
+        k: v for k, v in specs.kernel_container(SPEC, ["python"]).items() if k != "mounts"
+    }
+    for config in (specs.relay_container(with_folder, "x"), specs.holder_container(with_folder)):
+        assert all(m["Target"] != specs.NOTEBOOK_FOLDER for m in config["mounts"])
+    with pytest.raises(ValueError, match="must be an absolute path"):
+        specs.kernel_container(dataclasses.replace(SPEC, notebook_folder="project"), ["python"])
