@@ -146,6 +146,17 @@ ensure_browser() {
     fi
 }
 
+ensure_lab_tools() {
+    # The swarm lab the cluster tests make (tests/cluster/lab.py): network namespaces, extra
+    # engines started with nsenter, Debian's registry.
+    local missing=()
+    command -v ip >/dev/null || missing+=(iproute2)
+    command -v nsenter >/dev/null || missing+=(util-linux)
+    command -v docker-registry >/dev/null || missing+=(docker-registry)
+    if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
+    say "swarm lab tools: present"
+}
+
 ensure_image() {
     local tag
     tag=$(.venv/bin/ai-computer image tag)
@@ -187,7 +198,7 @@ ensure_docker
 if [ "$gvisor" = yes ]; then ensure_gvisor; fi
 ensure_venv
 ensure_image
-if [ "$command" = test ]; then ensure_browser; fi
+if [ "$command" = test ]; then ensure_browser; ensure_lab_tools; fi
 
 case "$command" in
     run) exec .venv/bin/python examples/quickstart.py ;;

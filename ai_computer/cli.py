@@ -4,16 +4,20 @@ Commands come in groups, one subparser each, and every command names its handler
 
     ai-computer image build [--base auto|debian|python-slim] [--force]
     ai-computer image tag
-    ai-computer ps
-    ai-computer gc [--dry-run]
+    ai-computer ps [backend]
+    ai-computer gc [--dry-run] [backend]
     ai-computer serve [--host H] [--port P] [--token-file F] [--max-sandboxes N] [--per-token N]
-                      [--idle-timeout S] [--prestart N] [limits]
+                      [--idle-timeout S] [--prestart N] [limits] [backend]
+
+where ``backend`` is ``--backend docker|swarm`` and, for a swarm, ``--manager DOCKER_HOST``,
+``--node-docker-host TEMPLATE`` and ``--registry HOST:PORT``.
     ai-computer mcp [limits]
     ai-computer kernelspec install [--sys-prefix | --user | --prefix P] [--name N]
                                    [--display-name D] [--memory-limit M] [--cpu-limit C]
+                                   [--notebook-dir copy|read-only|off]
     ai-computer kernelspec list
     ai-computer run-notebook IN.ipynb [-o OUT.ipynb] [--memory-limit M] [--cpu-limit C]
-                             [--timeout SECONDS]
+                             [--timeout SECONDS] [--notebook-dir copy|read-only|off]
 
 To add a group, write an ``_add_<group>_commands(commands)`` function that registers its
 subparsers with ``set_defaults(handler=...)`` and list it in ``_COMMAND_GROUPS``.
@@ -32,6 +36,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from ai_computer import limits
+from ai_computer.backends import BACKEND_VARIABLE, default_backend_name
 from ai_computer.backends.docker import image
 from ai_computer.backends.image import default_image_tag
 from ai_computer.errors import SandboxError
@@ -127,6 +132,17 @@ def _add_limit_arguments(parser: argparse.ArgumentParser, *, defaults: str) -> N
     )
 
 
+def _add_notebook_dir_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--notebook-dir",
+        choices=("copy", "read-only", "off"),
+        default="off",
+        help="the notebook's folder in the sandbox: 'copy' copies it into /workspace at start "
+        "(within the disk limit), 'read-only' mounts it at /workspace/notebook; either way the "
+        "sandboxed code can read everything in it (default 'off': nothing of the host)",
+    )
+
+
 def _add_kernelspec_commands(commands: _Commands) -> None:
     group = commands.add_parser("kernelspec", help="install the sandbox as a Jupyter kernel")
     kernelspec_commands = group.add_subparsers(
@@ -159,6 +175,7 @@ def _add_kernelspec_commands(commands: _Commands) -> None:
         help="spare sandboxes a Jupyter server keeps started, so a new notebook's kernel "
         "takes one at once (0 to 8; default 0). Each uses its memory while idle",
     )
+    _add_notebook_dir_argument(install)
     install.set_defaults(handler=_kernelspec_install)
 
     listing = kernelspec_commands.add_parser(
@@ -183,6 +200,7 @@ def _kernelspec_install(arguments: argparse.Namespace) -> int:
             image=arguments.image,
             prestart=arguments.prestart,
             runtime=arguments.runtime,
+            notebook_dir=arguments.notebook_dir,
         )
     except ValueError as exc:  # e.g. a kernel name Jupyter does not allow
         print(f"{_PROGRAM}: error: {exc}", file=sys.stderr)
@@ -228,6 +246,7 @@ def _add_notebook_commands(commands: _Commands) -> None:
         default=limits.DEFAULT_TIMEOUT,
         help=f"time limit of each cell in seconds, or 'none' (default {limits.DEFAULT_TIMEOUT:g})",
     )
+    _add_notebook_dir_argument(run)
     run.set_defaults(handler=_run_notebook)
 
 
@@ -248,6 +267,8 @@ def _run_notebook(arguments: argparse.Namespace) -> int:
             timeout=arguments.timeout,
             image=arguments.image,
             runtime=arguments.runtime,
+            notebook_dir=arguments.notebook_dir,
+            cwd=os.path.dirname(os.path.abspath(path)),
         )
     )
     if arguments.output:  # also when a cell failed: its output shows why
@@ -273,6 +294,7 @@ def _add_sandbox_commands(commands: _Commands) -> None:
         "ps",
         help="list the sandboxes in the Docker engine, with their limits, age and owner",
     )
+    _add_backend_arguments(ps)
     ps.set_defaults(handler=_sandbox_ps)
     gc = commands.add_parser(
         "gc",
@@ -283,7 +305,64 @@ def _add_sandbox_commands(commands: _Commands) -> None:
         "background, when a process starts its first sandbox.",
     )
     gc.add_argument("--dry-run", action="store_true", help="only list what would be removed")
+    _add_backend_arguments(gc)
     gc.set_defaults(handler=_sandbox_gc)
+
+
+def _add_backend_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--backend",
+        choices=("docker", "swarm"),
+        default=None,
+        help="where sandboxes run: 'docker' (the local engine, the default) or 'swarm' (a "
+        "Docker Swarm: see the README's swarm section)",
+    )
+    parser.add_argument(
+        "--manager",
+        metavar="DOCKER_HOST",
+        help="swarm: the Docker host URL of a manager (default: DOCKER_HOST's engine)",
+    )
+    parser.add_argument(
+        "--node-docker-host",
+        metavar="TEMPLATE",
+        help="swarm: each node's engine, with {hostname}, {addr} or {id} filled in (default "
+        "unix:///run/ai-computer/nodes/{hostname}.sock; only unix:// for now, e.g. sockets "
+        "forwarded with ssh -L)",
+    )
+    parser.add_argument(
+        "--registry",
+        metavar="HOST:PORT",
+        help="swarm: the registry the nodes pull the sandbox image from (an image named "
+        "without a registry is looked up there)",
+    )
+
+
+def _use_backend(arguments: argparse.Namespace) -> str:
+    """Make the backend the arguments name this process's (and its children's); its name."""
+    name = arguments.backend or default_backend_name()
+    # An explicit --backend wins over an exported AI_COMPUTER_BACKEND, here and in children.
+    os.environ[BACKEND_VARIABLE] = name
+    swarm_only = [
+        option
+        for option in ("manager", "node_docker_host", "registry")
+        if getattr(arguments, option) is not None
+    ]
+    if name != "swarm":
+        if swarm_only:
+            flags = ", ".join("--" + option.replace("_", "-") for option in swarm_only)
+            raise SandboxError(f"{flags} go with --backend swarm")
+        return name
+    from ai_computer.backends.swarm.settings import SwarmSettings
+
+    settings = SwarmSettings.from_environment()
+    settings = SwarmSettings(
+        manager=arguments.manager or settings.manager,
+        node_engine=arguments.node_docker_host or settings.node_engine,
+        registry=arguments.registry or settings.registry,
+        relay_ports=settings.relay_ports,
+    )
+    os.environ.update(settings.to_environment())
+    return name
 
 
 def _format_age(seconds: float | None) -> str:
@@ -296,6 +375,7 @@ def _format_age(seconds: float | None) -> str:
 
 
 def _sandbox_ps(arguments: argparse.Namespace) -> int:
+    _use_backend(arguments)
     from ai_computer.backends import backend
     from ai_computer.backends.labels import (
         CPU_LIMIT_LABEL,
@@ -304,8 +384,14 @@ def _sandbox_ps(arguments: argparse.Namespace) -> int:
         RUNTIME_LABEL,
     )
 
-    rows = [("SANDBOX", "STATUS", "RUNTIME", "MEMORY", "CPUS", "DISK", "AGE", "OWNER")]
-    for info in backend().list_sandboxes():
+    rows: list[tuple[str, ...]] = [
+        ("SANDBOX", "STATUS", "RUNTIME", "MEMORY", "CPUS", "DISK", "AGE", "OWNER")
+    ]
+    found = backend().list_sandboxes()
+    on_nodes = any(info.node for info in found)
+    if on_nodes:
+        rows = [(*rows[0], "NODE")]
+    for info in found:
         labels = info.labels
         sizes = [labels.get(label, "") for label in (MEMORY_LIMIT_LABEL, DISK_LIMIT_LABEL)]
         memory, disk = (limits.format_size(int(v)) if v.isdigit() else "?" for v in sizes)
@@ -314,10 +400,11 @@ def _sandbox_ps(arguments: argparse.Namespace) -> int:
         cpus = labels.get(CPU_LIMIT_LABEL, "?")
         runtime = labels.get(RUNTIME_LABEL, "runc")  # sandboxes from before the label: runc
         age = _format_age(info.age)
-        rows.append((info.sandbox_id, info.status, runtime, memory, cpus, disk, age, owner))
+        row = (info.sandbox_id, info.status, runtime, memory, cpus, disk, age, owner)
+        rows.append((*row, info.node or "?") if on_nodes else row)
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+    for shown in rows:
+        cells = (cell.ljust(width) for cell, width in zip(shown, widths, strict=True))
         print("  ".join(cells).rstrip())
     return 0
 
@@ -328,6 +415,7 @@ def _sandbox_gc(arguments: argparse.Namespace) -> int:
     from ai_computer.backends import backend
 
     logging.basicConfig(format="ai-computer gc: %(message)s")  # what could not be removed
+    _use_backend(arguments)
     removed = backend().collect_garbage(dry_run=arguments.dry_run)
     verb = "would remove" if arguments.dry_run else "removed"
     for sandbox_id in removed:
@@ -388,6 +476,7 @@ def _add_service_commands(commands: _Commands) -> None:
         help=f"sandboxes kept started ahead, 0 to {limits.MAX_PRESTART} (default 0)",
     )
     _add_sandbox_options(serve)
+    _add_backend_arguments(serve)
     serve.set_defaults(handler=_serve)
 
     mcp = commands.add_parser(
@@ -447,6 +536,9 @@ def _sandbox_options(arguments: argparse.Namespace) -> dict[str, object]:
 def _serve(arguments: argparse.Namespace) -> int:
     from ai_computer.service import server  # FastAPI and uvicorn: the server extra
 
+    if _use_backend(arguments) == "swarm":
+        _prepare_swarm(arguments.image or default_image_tag())
+
     return server.serve(
         host=arguments.host,
         port=arguments.port,
@@ -459,6 +551,19 @@ def _serve(arguments: argparse.Namespace) -> int:
         prestart=arguments.prestart,
         options=_sandbox_options(arguments),
     )
+
+
+def _prepare_swarm(image: str) -> None:
+    """Before serving on a swarm: refuse nodes that would drop a guarantee (their daemon's
+    settings, the image: ``backends/swarm/checks.py``), then remove what an earlier run of
+    this service left (sandboxes whose owner process is gone)."""
+    from ai_computer.backends import backend
+
+    swarm = backend("swarm")
+    swarm.check(image)  # type: ignore[attr-defined]
+    removed = swarm.collect_garbage()
+    if removed:
+        print(f"{_PROGRAM} serve: removed {len(removed)} orphaned sandbox(es)", flush=True)
 
 
 def _mcp(arguments: argparse.Namespace) -> int:

@@ -10,10 +10,14 @@ One root to catch, a short tree under it::
     ├── ImageBuildError          building the sandbox image failed
     ├── RuntimeUnavailableError  runtime="gvisor" asked for, not registered with the engine
     │                            (says what to add to daemon.json)
-    └── SandboxStartError        the container or its kernel did not come up
+    ├── SandboxStartError        the container or its kernel did not come up
+    ├── ClusterNodeError         a swarm node lacks a setting sandboxes rely on (``problems``)
+    └── SandboxFileError         a file operation in the sandbox was refused or failed
+                                 (``kind`` says how: not_found, symlink, no_space, ...)
 
 Errors carry what they are about as fields, besides the message: ``SandboxStartError`` has the
-``reason`` and the kernel's ``container_log``, ``ImageNotFoundError`` the ``image``. Engine and
+``reason`` and the kernel's ``container_log``, ``ImageNotFoundError`` the ``image``,
+``SandboxFileError`` the ``kind`` and the sandbox ``path``. Engine and
 protocol errors are translated into these at one seam each (``backends/docker/engine.py``,
 ``sdk/messages.py``), with the original as ``__cause__``.
 
@@ -61,6 +65,16 @@ class ImageBuildError(SandboxError):
     """Building the sandbox image failed."""
 
 
+class ClusterNodeError(SandboxError):
+    """Nodes of a cluster lack what sandboxes rely on and the cluster cannot set per sandbox
+    (a daemon setting, the image): the service refuses to start rather than drop a guarantee."""
+
+    def __init__(self, message: str, *, problems: list[str]) -> None:
+        super().__init__(message)
+        self.problems = problems
+        """One line per node and problem."""
+
+
 class SandboxStartError(SandboxError):
     """The sandbox container or its kernel failed to start."""
 
@@ -70,3 +84,19 @@ class SandboxStartError(SandboxError):
         """Why, in one line (``killed: memory limit 512M exceeded``, ...)."""
         self.container_log = container_log
         """The last lines the kernel's container wrote (empty when there were none)."""
+
+
+class SandboxFileError(SandboxError):
+    """A file operation in the sandbox was refused or failed (the SDK's ``client.fs`` methods
+    return responses instead; what raises this says so)."""
+
+    def __init__(self, message: str, *, kind: str, path: str | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        """How it failed, as the file tool inside says: ``not_found``, ``symlink``, ``outside``,
+        ``not_regular``, ``is_a_directory``, ``not_a_directory``, ``exists``, ``no_space``,
+        ``too_large``, ``sparse``, ``read_only``, ``permission``, ``incomplete``, ``invalid``,
+        ``os_error``; ``timeout`` when it made no progress; ``unreadable`` when its answer
+        made no sense; ``sandbox`` when the sandbox itself could not be reached."""
+        self.path = path
+        """The path in the sandbox it was about."""

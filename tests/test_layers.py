@@ -1,5 +1,6 @@
 """The architecture's rules, checked on the source (no Docker): each layer imports only the
-layers below it, only ``backends/docker`` talks to the engine, and light commands stay light."""
+layers below it, only the engine backends (``backends/docker``, ``backends/swarm``) talk to
+engines, and light commands stay light."""
 
 from __future__ import annotations
 
@@ -57,10 +58,11 @@ def test_each_layer_imports_only_the_layers_below_it(layer: str) -> None:
     assert wrong == []
 
 
-def test_only_the_docker_backend_imports_docker() -> None:
+def test_only_the_engine_backends_import_docker() -> None:
+    engines = {PACKAGE / "backends" / "docker", PACKAGE / "backends" / "swarm"}
     wrong = []
     for path in sorted(PACKAGE.rglob("*.py")):
-        if (PACKAGE / "backends" / "docker") in path.parents:
+        if engines & set(path.parents):
             continue
         wrong += [
             f"{path.relative_to(PACKAGE)} imports {name}"

@@ -63,6 +63,9 @@ class SandboxSpec:
     runtime: str = "runc"
     """Where the kernel runs: ``runc`` or ``gvisor`` (a user-space kernel between its code and
     the host's; the companions that forward its messages stay on runc)."""
+    notebook_folder: str | None = None
+    """A host folder the kernel sees read-only at ``/workspace/notebook`` (the notebook's
+    folder, when its kernelspec asks for it), or None: nothing of the host."""
 
 
 @dataclass(frozen=True)
@@ -180,6 +183,11 @@ class SandboxInfo:
     labels: dict[str, str] = field(default_factory=dict)
     containers: list[str] = field(default_factory=list)
     volumes: list[str] = field(default_factory=list)
+    node: str | None = None
+    """The node that runs it, on a cluster (None: the local engine)."""
+    shared: bool = False
+    """On an engine several hosts use (a cluster): an owner with this host's name but another
+    boot may be another machine's process, so it is "cannot tell", not gone (``labels.py``)."""
 
     @property
     def owner_pid(self) -> int | None:
@@ -190,7 +198,7 @@ class SandboxInfo:
     @property
     def owner_alive(self) -> bool | None:
         """Whether the owning process still runs (None: cannot tell from this host)."""
-        return owner_alive(self.labels) if self.labels else None
+        return owner_alive(self.labels, shared=self.shared) if self.labels else None
 
     @property
     def age(self) -> float | None:

@@ -102,18 +102,24 @@ def owner_labels() -> dict[str, str]:
     return {OWNER_PID_LABEL: str(owner.pid), OWNER_LABEL: owner.label()}
 
 
-def owner_alive(labels: dict[str, str]) -> bool | None:
+def owner_alive(labels: dict[str, str], *, shared: bool = False) -> bool | None:
     """Whether the owner named by ``labels`` still runs; None when this host cannot tell
-    (the owner lives on another host or in another pid namespace)."""
+    (the owner lives on another host or in another pid namespace). ``shared``: the labels
+    come from an engine several machines use (a swarm), where a hostname is no proof of
+    the same machine (two containers or hosts may share one), so another boot, or a label
+    with only a pid, is "cannot tell" too."""
     here = current_owner()
     owner = Owner.from_label(labels.get(OWNER_LABEL, ""))
     if owner is None:  # made by an older version: only the pid is known
         pid = labels.get(OWNER_PID_LABEL, "")
-        return bool(_start_time(int(pid))) if pid.isdigit() else None
+        if shared or not pid.isdigit():
+            return None
+        return bool(_start_time(int(pid)))
     if owner.host != here.host:
         return None
     if owner.boot_id != here.boot_id:
-        return False  # the host has rebooted since: every process of that boot is gone
+        # On the local engine the host has rebooted since: every process of that boot is gone.
+        return None if shared else False
     if owner.pid_namespace != here.pid_namespace:
         return None
     return _start_time(owner.pid) == owner.start_time  # a reused pid has another start time

@@ -14,11 +14,12 @@ from functools import partial
 from typing import Any, TypeVar
 
 from jupyter_client.provisioning.provisioner_base import KernelProvisionerBase
-from traitlets import Dict, Float, Int, TraitError, Unicode, Union, default, validate
+from traitlets import Bool, Dict, Float, Int, TraitError, Unicode, Union, default, validate
 
 from .. import limits
 from ..backends.image import default_image_tag
 from ..backends.labels import default_runtime_root
+from . import notebook_dir
 
 T = TypeVar("T")
 
@@ -86,6 +87,20 @@ class SandboxProvisionerConfig(KernelProvisionerBase):
     stop_timeout = Float(5.0, help="Seconds the kernel is given to exit before it is killed.").tag(
         config=True
     )
+    remove_in_background = Bool(
+        False,
+        help="Whether the sandbox's removal at shutdown (once its kernel is dead) runs in a "
+        "worker thread rather than in the shutdown itself (see backends/removals.py: it still "
+        "finishes before the process exits). The SDK turns it on, so cleanup() returns fast.",
+    ).tag(config=True)
+    notebook_dir = Unicode(
+        "off",
+        help="The notebook's folder in the sandbox (the folder the kernel is launched from): "
+        "'off' (the default: nothing of the host), 'copy' (copied into /workspace at the "
+        "sandbox's first start, within disk_limit) or 'read-only' (mounted read-only at "
+        "/workspace/notebook). Either way the sandboxed code can read everything in it; see "
+        "kernel/notebook_dir.py. 'read-only' cannot be combined with prestart.",
+    ).tag(config=True)
     prestart = Int(
         0,
         help="Spare sandboxes of this configuration kept started in this process (0 to 8), so "
@@ -148,6 +163,10 @@ class SandboxProvisionerConfig(KernelProvisionerBase):
     @validate("prestart")
     def _validate_prestart(self, proposal: dict[str, Any]) -> int:
         return self._checked(limits.parse_prestart, proposal["value"])
+
+    @validate("notebook_dir")
+    def _validate_notebook_dir(self, proposal: dict[str, Any]) -> str:
+        return self._checked(notebook_dir.parse_mode, proposal["value"])
 
     @validate("tmp_size")
     def _validate_tmp_size(self, proposal: dict[str, Any]) -> str:
@@ -215,3 +234,10 @@ class SandboxProvisionerConfig(KernelProvisionerBase):
                 f"{allowed}"
             )
         super().__init__(**kwargs)
+        if self.prestart and self.notebook_dir == "read-only":
+            # A spare starts before anyone knows the notebook's folder: it has no mount.
+            raise TraitError(
+                "notebook_dir 'read-only' cannot be combined with prestart (a spare sandbox "
+                "starts before the notebook's folder is known); use notebook_dir 'copy' or "
+                "prestart 0"
+            )

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 import threading
@@ -35,13 +36,15 @@ else:
 
 from .. import limits
 from ..backends import backend as named_backend
-from ..backends import reaper
-from ..backends.base import Backend, ContainerExit, SandboxSpec
+from ..backends import reaper, removals
+from ..backends.base import Backend, ContainerExit, ExecHandle, SandboxSpec
 from ..backends.labels import owner_labels
 from ..errors import SandboxError, SandboxStartError
-from . import spares
+from . import notebook_dir, spares
 from .config import SandboxProvisionerConfig
 from .startup import kernel_command
+
+_KILL_WAIT = 2.0  # seconds a killed kernel's exit is awaited in kill() (KernelManager then waits)
 
 
 class DockerSandboxProvisioner(SandboxProvisionerConfig):
@@ -66,13 +69,17 @@ class DockerSandboxProvisioner(SandboxProvisionerConfig):
         """How the most recent kernel ended (kept across restarts, for reporting)."""
         self._sandbox_id: str | None = None  # a spare's, once this kernel took it
         self._took_spare = False
+        # notebook_dir: the folder of the first launch's cwd, and what it copies in (if 'copy').
+        self._notebook_folder: str | None = None
+        self._notebook_copy: notebook_dir.CopyPlan | None = None
 
     # -- what the SDK and the server extension read ---------------------------------------
 
     @property
     def backend(self) -> Backend:
-        """Where this sandbox runs (the local Docker engine)."""
-        return named_backend("docker")
+        """Where this sandbox runs: the process's backend (the local Docker engine, or a swarm
+        with ``AI_COMPUTER_BACKEND=swarm``: ``backends/__init__.py``)."""
+        return named_backend()
 
     @property
     def sandbox_id(self) -> str:
@@ -112,6 +119,7 @@ class DockerSandboxProvisioner(SandboxProvisionerConfig):
             },
             owner_labels=owner_labels(),
             runtime=self.runtime,
+            notebook_folder=self._notebook_folder if self.notebook_dir == "read-only" else None,
         )
 
     async def exited(self) -> ContainerExit:
@@ -144,11 +152,16 @@ class DockerSandboxProvisioner(SandboxProvisionerConfig):
 
         The host's environment and working directory (``env``, ``cwd`` from the caller) are
         deliberately dropped: the kernel runs in /workspace with only the variables we set.
-        A first launch with ``prestart`` takes a spare sandbox instead, if one is ready.
+        Only ``notebook_dir`` uses the first launch's ``cwd`` (this process's own without
+        one): its folder is checked, and with 'copy' counted against the disk limit, before
+        anything starts. A first launch with ``prestart`` takes a spare sandbox instead, if
+        one is ready.
         """
         kwargs = await super().pre_launch(**kwargs)
         kwargs.pop("env", None)
-        kwargs.pop("cwd", None)
+        cwd = kwargs.pop("cwd", None)
+        if self.notebook_dir != "off" and self._notebook_folder is None:
+            await asyncio.to_thread(self._plan_notebook_folder, cwd or os.getcwd())
         if self.prestart and not self.connection_info:  # a first launch: a spare will do
             spare = await spares.take(self)
             if spare is not None:
@@ -172,12 +185,16 @@ class DockerSandboxProvisioner(SandboxProvisionerConfig):
     @override
     async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> KernelConnectionInfo:
         """Called by ``KernelManager._launch_kernel`` after ``pre_launch``: start the sandbox's
-        kernel and companions; return the host-side connection info once the relay has bound
+        kernel and companions (at the first launch with ``notebook_dir='copy'``, then copy the
+        notebook's folder in); return the host-side connection info once the relay has bound
         its sockets (or the kernel has exited: the caller's handshake reports that)."""
         if self._took_spare:
             self._took_spare = False
         else:
             await self._launch(cmd)
+        if self._notebook_copy is not None:
+            plan, self._notebook_copy = self._notebook_copy, None
+            await self._copy_notebook_folder(plan)
         if self.prestart:  # after this kernel's own start, which spares would slow down
             spares.replenish(self)
         if self.parent is not None:
@@ -222,8 +239,13 @@ class DockerSandboxProvisioner(SandboxProvisionerConfig):
 
     @override
     async def kill(self, restart: bool = False) -> None:
-        """Called by ``KernelManager._kill_kernel`` (a forced shutdown or restart)."""
+        """Called by ``KernelManager._kill_kernel`` (a forced shutdown or restart), which then
+        polls ``poll()`` every 0.1 s until the kernel is gone: waiting here for the exit (it
+        comes within milliseconds of SIGKILL) makes its first poll the last."""
         await self.send_signal(signal.SIGKILL)
+        if self._exit_future is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._exit_future), _KILL_WAIT)
 
     @override
     async def terminate(self, restart: bool = False) -> None:
@@ -238,7 +260,8 @@ class DockerSandboxProvisioner(SandboxProvisionerConfig):
     @override
     async def cleanup(self, restart: bool = False) -> None:
         """Called by ``KernelManager.cleanup_resources`` after the kernel ended: remove its
-        instance; unless restarting, the whole sandbox (its ``/workspace`` too)."""
+        instance; unless restarting, the whole sandbox (its ``/workspace`` too), in a worker
+        thread with ``remove_in_background`` (``backends/removals.py``)."""
         container_id, self._container_id = self._container_id, None
         relay_id, self._relay_id = self._relay_id, None
         if container_id is not None and self._exit_future is not None:
@@ -246,12 +269,22 @@ class DockerSandboxProvisioner(SandboxProvisionerConfig):
                 await asyncio.to_thread(self.backend.signal, container_id, signal.SIGKILL)
             await self.exited()
         self._launched = False
-        if restart:  # a new launch starts a new relay (libzmq state and all)
+        backend = self.backend
+        if restart:
+            # A new launch starts a new relay (libzmq state and all). The old one is killed
+            # now, so that it cannot connect to the new kernel's sockets; the dead instances
+            # are removed while the new ones start.
+            if relay_id is not None:
+                await asyncio.to_thread(backend.signal, relay_id, signal.SIGKILL)
             for instance in (relay_id, container_id):
                 if instance is not None:
-                    await asyncio.to_thread(self.backend.remove_instance, instance)
-        else:
-            await asyncio.to_thread(self.backend.remove, self.sandbox_id, self.runtime_root)
+                    removals.submit(self.sandbox_id, backend.remove_instance, instance)
+        elif self.remove_in_background:  # the kernel is dead: nothing runs in the sandbox
+            removals.submit(self.sandbox_id, backend.remove, self.sandbox_id, self.runtime_root)
+            self.connection_info = {}
+        else:  # after the removals of a restart still under way (two at once would clash)
+            await asyncio.to_thread(removals.wait, [self.sandbox_id])
+            await asyncio.to_thread(backend.remove, self.sandbox_id, self.runtime_root)
             self.connection_info = {}
 
     @override
@@ -276,6 +309,34 @@ class DockerSandboxProvisioner(SandboxProvisionerConfig):
         self._relay_id = provisioner_info.get("relay_id")
 
     # -- launching -------------------------------------------------------------------------
+
+    def _plan_notebook_folder(self, cwd: str) -> None:
+        """In a worker thread, at the first launch with ``notebook_dir``: the folder, and what
+        'copy' sends (``SandboxStartError`` when it does not fit)."""
+        folder = notebook_dir.checked_folder(cwd)
+        if self.notebook_dir == "copy":
+            self._notebook_copy = notebook_dir.plan_copy(folder, int(self.disk_limit))
+        self._notebook_folder = folder
+
+    async def _copy_notebook_folder(self, plan: notebook_dir.CopyPlan) -> None:
+        """The first launch with ``notebook_dir='copy'``: the folder into /workspace, before
+        the kernel's client connects. A copy that fails or is cancelled removes the sandbox
+        (the caller gets the error: nothing else of this start would)."""
+        instance = self._container_id
+        if instance is None or self._exit_future is None or self._exit_future.done():
+            return  # the kernel is gone already: the caller's handshake says why
+        handle = ExecHandle()
+        try:
+            await asyncio.to_thread(
+                notebook_dir.copy_into, self.backend, instance, self.sandbox_user, plan, handle
+            )
+        except BaseException:
+            handle.abort()
+            await self.kill()
+            await self.cleanup()
+            raise
+        for note in plan.skipped:
+            self.log.warning("notebook_dir 'copy' skipped %s", note)
 
     def _prepare(self, spec: SandboxSpec, key: bytes | str, kernel_name: str) -> dict[str, Any]:
         """In a worker thread: this process's watchdog (the sandbox dies with its owner), then

@@ -261,10 +261,20 @@ def test_token_file_is_created_private_and_refused_when_open(tmp_path: Path) -> 
         load_token_file(path)
 
 
-async def test_a_cancelled_remote_call_interrupts_its_code(service: ServiceProcess) -> None:
+@pytest.fixture(params=["local", "swarm"])
+def any_service(request: pytest.FixtureRequest) -> ServiceProcess:
+    """The session's service on the local engine, and the one on the swarm lab."""
+    name = "service" if request.param == "local" else "swarm_service"
+    found: ServiceProcess = request.getfixturevalue(name)
+    return found
+
+
+async def test_a_cancelled_remote_call_interrupts_its_code(any_service: ServiceProcess) -> None:
     import asyncio
 
     from ai_computer import SandboxClient
+
+    service = any_service
 
     async with SandboxClient(base_url=service.url, token=service.token) as client:
         with pytest.raises(TimeoutError):

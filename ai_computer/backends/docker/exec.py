@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 
+import docker
 import docker.errors
 
 from ...errors import SandboxError
@@ -50,6 +51,7 @@ def run_in_container(
     idle_timeout: float | None = None,
     workdir: str = WORKSPACE,
     handle: ExecHandle | None = None,
+    client: docker.DockerClient | None = None,
 ) -> ExecResult:
     """Run ``argv`` in the container; feed it ``stdin``; pass stdout to ``on_stdout`` or keep
     up to ``stdout_limit`` bytes of it.
@@ -58,8 +60,9 @@ def run_in_container(
     stream is closed and the result says ``timed_out`` (a safety net: callers that need a
     precise limit enforce it inside too). ``on_stdout`` may raise :class:`StopTransfer` to end
     the exec at once (``stopped``). ``handle.abort()`` from another thread ends it the same way.
+    ``client`` is the engine holding the container (default: the environment's).
     """
-    api = docker_client().api
+    api = (client or docker_client()).api
     with translate_docker_errors("running a command in the sandbox failed"):
         try:
             exec_id = api.exec_create(
@@ -120,7 +123,7 @@ def run_in_container(
         raw.close()  # closing the SocketIO wrapper alone leaves the socket open
     if ended_early or handle.aborted:
         return ExecResult(-1, bytes(stdout), bytes(stderr), dropped, timed_out=timed_out)
-    return ExecResult(_exit_code(exec_id), bytes(stdout), bytes(stderr), dropped)
+    return ExecResult(_exit_code(exec_id, api), bytes(stdout), bytes(stderr), dropped)
 
 
 def _feed(raw: socket.socket, stdin: Iterable[bytes], activity: list[float]) -> None:
@@ -183,8 +186,7 @@ def _frames(
         yield kind, data
 
 
-def _exit_code(exec_id: str) -> int:
-    api = docker_client().api
+def _exit_code(exec_id: str, api: docker.APIClient) -> int:
     # The exit code is recorded a moment after the output stream closes.
     for _ in range(100):
         info = api.exec_inspect(exec_id)

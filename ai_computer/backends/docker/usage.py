@@ -49,12 +49,15 @@ def _started_at(state: dict[str, Any]) -> datetime | None:
     return None if started == _NEVER else started
 
 
-def read_container_usage(container_id: str) -> ContainerUsage | None:
+def read_container_usage(
+    container_id: str, client: docker.DockerClient | None = None
+) -> ContainerUsage | None:
     """Read a container's use of memory and CPU; None when the container no longer exists.
+    ``client`` is the engine holding the container (default: the environment's).
 
     Raises :class:`~ai_computer.errors.DockerUnavailableError` when no engine answers.
     """
-    client = docker_client()
+    client = client or docker_client()
     try:
         container = client.containers.get(container_id)
         state = container.attrs.get("State", {})
