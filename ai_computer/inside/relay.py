@@ -66,7 +66,8 @@ ZAP_ENDPOINT = "inproc://zeromq.zap.01"
 """Where libzmq asks who may connect to a Curve server socket (ZAP, RFC 27)."""
 
 
-def _context() -> zmq.Context[Any]:
+def relay_context() -> zmq.Context[Any]:
+    """A context with the relay's socket defaults (no linger, small queues, quick reconnects)."""
     context: zmq.Context[Any] = zmq.Context()
     context.setsockopt(zmq.LINGER, 0)
     context.setsockopt(zmq.SNDHWM, HIGH_WATER_MARK)
@@ -187,7 +188,7 @@ def relay(kernel_dir: str, host: str, message_limit: int, key_file: str | None =
     of ``key_file``, JSON: ``{"secret": server secret key, "client": the one client's public
     key}``, both Z85)."""
     os.umask(0)  # the host user, another uid, must be able to connect to ipc sockets
-    context = _context()
+    context = relay_context()
     others: dict[Any, Callable[[], bool]] = {}
     host_options = None
     if host.startswith("tcp://"):

@@ -49,7 +49,7 @@ from .image import engine_architecture
 from .usage import read_container_usage
 
 # Ports of an ipc:// transport are file-name suffixes: fixed ones are fine in a private directory.
-_IPC_PORTS = {f"{name}_port": port for name, port in RELAY_PORTS.items()}
+IPC_PORTS = {f"{name}_port": port for name, port in RELAY_PORTS.items()}
 
 
 def private_directory(path: Path, *, check_mode: bool = True) -> None:
@@ -76,7 +76,7 @@ def private_directory(path: Path, *, check_mode: bool = True) -> None:
         )
 
 
-def _emptied(directory: Path, mode: int) -> None:
+def emptied_directory(directory: Path, mode: int) -> None:
     """Make ``directory`` (ours) empty, with ``mode``: stale sockets of an earlier relay would
     look like the new one's (see ``reachable``)."""
     private_directory(directory, check_mode=False)
@@ -116,6 +116,12 @@ def _is_socket(path: Path) -> bool:
         return False
 
 
+def relay_bound(relay_dir: Path) -> bool:
+    """Whether a relay has bound all its host-side sockets in ``relay_dir`` (the host connects
+    to those); the Docker and Swarm backends' ``reachable``."""
+    return all(_is_socket(relay_dir / f"kernel-{port}") for port in IPC_PORTS.values())
+
+
 class DockerBackend(Backend):
     """Sandboxes in the Docker engine the environment names (``DOCKER_HOST`` etc.).
 
@@ -141,15 +147,15 @@ class DockerBackend(Backend):
         # Inside our private directories. The kernel's is read-only in its container (0755:
         # the kernel, another uid, reads the connection file); the relay (another uid again)
         # binds its sockets in its own, which only its container mounts.
-        _emptied(Path(specs.runtime_dir(spec)), 0o755)
-        _emptied(Path(specs.relay_dir(spec)), 0o777)
+        emptied_directory(Path(specs.runtime_dir(spec)), 0o755)
+        emptied_directory(Path(specs.relay_dir(spec)), 0o777)
         info: dict[str, Any] = {
             "transport": "ipc",
             "ip": f"{specs.relay_dir(spec)}/kernel",
             "key": key,
             "signature_scheme": "hmac-sha256",
             "kernel_name": kernel_name,
-            **_IPC_PORTS,
+            **IPC_PORTS,
         }
         inside = {
             **info,
@@ -218,8 +224,7 @@ class DockerBackend(Backend):
         )
 
     def reachable(self, spec: SandboxSpec) -> bool:
-        relay = Path(specs.relay_dir(spec))
-        return all(_is_socket(relay / f"kernel-{port}") for port in _IPC_PORTS.values())
+        return relay_bound(Path(specs.relay_dir(spec)))
 
     def _ensure_volume(self, volume: dict[str, Any]) -> None:
         # Creating a volume that exists (same name, same driver) returns it: one call.

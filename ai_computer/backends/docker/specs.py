@@ -43,7 +43,7 @@ RELAY_USER = "65532:65532"
 # whatever an earlier kernel's code left there (a directory at a socket's name, the volume shut
 # to others) is cleared, and the relay (another uid) may enter it again. Sockets must be
 # connectable by the relay: hence umask 0.
-_KERNEL_START = (
+KERNEL_START = (
     f"chmod -R u+rwX {CONTAINER_RUNTIME_DIR} 2>/dev/null; "
     f"rm -rf {CONTAINER_RUNTIME_DIR}/* {CONTAINER_RUNTIME_DIR}/.[!.]* 2>/dev/null; "
     f'chmod 0755 {CONTAINER_RUNTIME_DIR} && umask 0000 && exec "$@"'
@@ -242,7 +242,7 @@ def kernel_container(spec: SandboxSpec, cmd: list[str]) -> dict[str, Any]:
             DISK_LIMIT_LABEL: str(spec.disk_limit),
             RUNTIME_LABEL: spec.runtime,
         },
-        command=["sh", "-c", _KERNEL_START, "sh", *cmd],
+        command=["sh", "-c", KERNEL_START, "sh", *cmd],
         working_dir=WORKSPACE,
         environment=kernel_environment(spec),
         tmpfs={"/tmp": tmpfs_options, HOME: home_options},

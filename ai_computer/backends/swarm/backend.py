@@ -49,7 +49,7 @@ from ..base import (
     SandboxSpec,
 )
 from ..docker import specs as local
-from ..docker.backend import _emptied, _is_socket, private_directory
+from ..docker.backend import IPC_PORTS, emptied_directory, private_directory, relay_bound
 from ..docker.exec import run_in_container
 from ..docker.usage import read_container_usage
 from ..image import wheel_architecture
@@ -61,7 +61,6 @@ from .settings import SwarmSettings
 
 log = logging.getLogger(__name__)
 
-_IPC_PORTS = {f"{name}_port": port for name, port in RELAY_PORTS.items()}
 _START_TIMEOUT = 60.0
 _PORT_REST = 60.0  # seconds a relay's ports rest after its removal
 _WAIT_POLL = 10  # seconds a `docker wait` on a node's engine is held before the node is checked
@@ -130,14 +129,14 @@ class SwarmBackend(Backend):
         self._stop_bridges(spec.sandbox_id)
         private_directory(Path(spec.runtime_root))
         private_directory(Path(local.sandbox_dir(spec)))
-        _emptied(Path(local.relay_dir(spec)), 0o700)
+        emptied_directory(Path(local.relay_dir(spec)), 0o700)
         info: dict[str, Any] = {
             "transport": "ipc",
             "ip": f"{local.relay_dir(spec)}/kernel",
             "key": key,
             "signature_scheme": "hmac-sha256",
             "kernel_name": kernel_name,
-            **_IPC_PORTS,
+            **IPC_PORTS,
         }
         server_public, server_secret = zmq.curve_keypair()
         client_public, client_secret = zmq.curve_keypair()
@@ -417,8 +416,7 @@ class SwarmBackend(Backend):
             self._released[port] = time.monotonic()
 
     def reachable(self, spec: SandboxSpec) -> bool:
-        relay = Path(local.relay_dir(spec))
-        return all(_is_socket(relay / f"kernel-{port}") for port in _IPC_PORTS.values())
+        return relay_bound(Path(local.relay_dir(spec)))
 
     def wait(self, instance: str) -> ContainerExit:
         """The container's exit through its node's engine; a node that died is reported as

@@ -23,7 +23,7 @@ from typing import Any
 
 import zmq
 
-from ...inside.relay import _context, forward, open_pairs
+from ...inside.relay import forward, open_pairs, relay_context
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ class Bridge:
         message_limit: int,
         name: str,
     ) -> None:
-        self._context = _context()
+        self._context = relay_context()
         self._pairs = open_pairs(
             self._context,
             lambda port: f"tcp://{address}:{first_port + port - 1}",

@@ -183,7 +183,7 @@ def kernel_service(
         image,
         "kernel",
         spec,
-        command=["sh", "-c", local._KERNEL_START, "sh", *argv],
+        command=["sh", "-c", local.KERNEL_START, "sh", *argv],
         user=spec.user,
         workdir=WORKSPACE,
         env=[f"{name}={value}" for name, value in environment.items()],
