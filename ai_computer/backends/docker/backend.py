@@ -194,10 +194,9 @@ class DockerBackend(Backend):
         return f"{specs.sandbox_dir(spec)}/connection.json"
 
     def start(self, spec: SandboxSpec, argv: list[str]) -> Launched:
-        """Create the volumes unless they exist, start the kernel's container and the relay
-        side by side, then (unless it runs) the holder: on a machine of few cores three engine
-        starts at once slow the kernel's down, while the holder's start after it overlaps the
-        kernel's own start-up. What one start made is removed again if another failed."""
+        """Create the volumes unless they exist, then start the kernel's container, the relay
+        and (unless it runs) the holder side by side. What one start made is removed again if
+        another failed."""
         if spec.runtime == "gvisor":
             self.require_gvisor()
         kernel_config = self.kernel_config(spec, argv)  # every config first: nothing half-made
@@ -206,21 +205,17 @@ class DockerBackend(Backend):
             list(pool.map(self._ensure_volume, specs.volumes(spec)))
             kernel = pool.submit(_start_container, kernel_config, "sandbox")
             relay = pool.submit(_start_container, relay_config, "relay")
-            holder = pool.submit(self._holder_status, spec)
-        failure = next((f.exception() for f in (kernel, holder, relay) if f.exception()), None)
-        workspace_reset = False
-        if failure is None:
-            try:
-                workspace_reset = self._ensure_holder(spec, holder.result())
-            except Exception as exc:  # whatever it is, the kernel and relay are removed
-                failure = exc
+            holder = pool.submit(self._ensure_holder, spec)
+        failure = next((f.exception() for f in (kernel, relay, holder) if f.exception()), None)
         if failure is not None:
-            for made in (kernel, relay):
-                if made.exception() is None:
-                    self.remove_instance(made.result())
+            made = [f.result() for f in (kernel, relay) if f.exception() is None]
+            if holder.exception() is None:
+                made.append(holder.result()[0])  # None unless this start created it
+            for instance in filter(None, made):
+                self.remove_instance(instance)
             raise failure
         return Launched(
-            kernel=kernel.result(), relay=relay.result(), workspace_reset=workspace_reset
+            kernel=kernel.result(), relay=relay.result(), workspace_reset=holder.result()[1]
         )
 
     def reachable(self, spec: SandboxSpec) -> bool:
@@ -234,28 +229,22 @@ class DockerBackend(Backend):
             message = f"could not create the sandbox volume {volume['name']}: {exc}"
             raise SandboxStartError(message) from exc
 
-    def _holder_status(self, spec: SandboxSpec) -> str | None:
-        """The holder's status ("running", "exited", ...), None when there is none yet."""
+    def _ensure_holder(self, spec: SandboxSpec) -> tuple[str | None, bool]:
+        """Make sure the holder runs. Returns the id of the holder this call created (None if
+        the sandbox had one), and whether the sandbox had one that was not running: its
+        volumes were unmounted, so emptied."""
         try:
-            return str(docker_client().containers.get(specs.holder_name(spec)).status)
-        except docker.errors.NotFound:
-            return None
-        except docker.errors.DockerException as exc:
-            raise SandboxStartError(f"could not inspect the sandbox holder: {exc}") from exc
-
-    def _ensure_holder(self, spec: SandboxSpec, status: str | None) -> bool:
-        """Make sure the holder runs; True when the sandbox had one that was not running (its
-        volumes were unmounted, so emptied)."""
-        try:
-            if status is None:
-                _start_container(specs.holder_container(spec), "holder")
-                return False  # a new sandbox: its volumes are new anyway
+            try:
+                status = docker_client().containers.get(specs.holder_name(spec)).status
+            except docker.errors.NotFound:
+                # A new sandbox (its volumes are new anyway).
+                return _start_container(specs.holder_container(spec), "holder"), False
             if status != "running":
                 docker_client().containers.get(specs.holder_name(spec)).start()
-                return True
+                return None, True
         except docker.errors.DockerException as exc:
             raise SandboxStartError(f"could not start the sandbox holder: {exc}") from exc
-        return False
+        return None, False
 
     def wait(self, instance: str) -> ContainerExit:
         try:

@@ -113,6 +113,10 @@ def hardened(
             **spec.owner_labels,
         },
         "network_mode": "none",
+        # No libnetwork sandbox at all: the runtime makes an empty network namespace (only
+        # loopback), as "none" does, but the engine skips its network set-up for "none"
+        # (~110 ms of every start on this machine).
+        "network_disabled": True,
         "mem_limit": memory,
         "memswap_limit": memory,
         "nano_cpus": nano_cpus,

@@ -38,7 +38,7 @@ CONTAINERS = {
 @pytest.mark.parametrize("role", sorted(CONTAINERS))
 def test_every_container_is_hardened(role: str) -> None:
     config: dict[str, Any] = CONTAINERS[role]
-    assert config["network_mode"] == "none"
+    assert config["network_mode"] == "none" and config["network_disabled"] is True
     assert config["cap_drop"] == ["ALL"] and "cap_add" not in config
     assert config["security_opt"] == ["no-new-privileges"]
     assert config["read_only"] is True and config["init"] is True
