@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+REFILL_DELAY = 0.25
+"""Seconds after handing a spare out before its replacement starts."""
+
 
 class Spares(Generic[T]):
     """Up to ``size`` sandboxes started ahead of need, in one event loop.
@@ -79,16 +82,18 @@ class Spares(Generic[T]):
             self._raise_failure()
 
     async def take(self, *, wait: bool) -> T | None:
-        """A started, usable spare (a replacement starts). Without ``wait``, None when none is
-        ready; with it, wait for one (raising a start failure instead, if one happened). None
-        once closed."""
+        """A started, usable spare (a replacement starts ``REFILL_DELAY`` later). Without
+        ``wait``, None when none is ready; with it, wait for one (raising a start failure
+        instead, if one happened). None once closed."""
         while not self.closed:
             if wait:  # prestart refills after its kernel's own start (spares would slow it)
                 self.fill()
             if self._ready:
                 spare = self._ready.popleft()
                 if wait:
-                    self.fill()
+                    # Not at once: a start takes the machine's cores for a moment, and the
+                    # caller's first requests to this spare should not wait behind it.
+                    asyncio.get_running_loop().call_later(REFILL_DELAY, self.fill)
                 if await self._usable(spare):
                     return spare
                 await self._discard(spare)  # it died while idle: never hand that out

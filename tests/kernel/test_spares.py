@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from ai_computer.kernel.spares import Spares
+from ai_computer.kernel.spares import REFILL_DELAY, Spares
 
 
 @dataclass
@@ -72,6 +72,18 @@ async def test_taking_hands_out_started_spares_once_and_refills() -> None:
     assert spares.idle == 2 and len(engine.made) == 4
     await spares.close()
     assert [spare.removed for spare in engine.made] == [False, False, True, True]
+
+
+async def test_a_replacement_starts_a_moment_after_a_spare_is_handed_out() -> None:
+    engine = Engine()
+    engine.go.set()
+    spares = engine.spares(1)
+    await spares.wait_full()
+    assert await spares.take(wait=True) is engine.made[0]
+    assert len(engine.made) == 1  # the caller's first requests do not share the CPUs with it
+    await asyncio.sleep(REFILL_DELAY + 0.1)
+    assert len(engine.made) == 2 and spares.idle == 1
+    await spares.close()
 
 
 async def test_a_spare_that_died_idle_is_removed_not_handed_out() -> None:
