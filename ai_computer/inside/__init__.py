@@ -5,8 +5,8 @@ IPython's ``exec_lines``):
 - ``relay.py``: the relay container's program, between the kernel's sockets and the host's;
 - ``file_tool.py``: every file operation (``docker exec`` in the kernel's container);
 - ``command_runner.py``: a shell command's time limit, over all its descendants;
-- ``stream_limits.py``, ``bounded_messages.py``, ``working_directory.py``, ``changed_files.py``:
-  the patches each kernel runs at start.
+- ``stream_limits.py``, ``bounded_messages.py``, ``working_directory.py``, ``changed_files.py``,
+  ``collector.py``: the patches each kernel runs at start.
 
 Each uses the standard library only (and, in the kernel, what the kernel itself imports). A
 name a patch needs from the host is given to it as a global when it is run (``kernel_line``).

@@ -11,6 +11,16 @@ DEFAULT_KERNEL_ARGV = ["python", "-P", "-m", "ipykernel_launcher", "-f", "{conne
 """-P: /workspace (the working directory) is not on sys.path while the kernel starts, so nothing
 planted there (an ``ipykernel_launcher.py``, say) runs in the kernel's place."""
 
+LAUNCHER = ["-m", "ipykernel_launcher"]
+"""The stock launcher in a kernelspec's ``argv``, replaced by ``-c KERNEL_BOOT``."""
+KERNEL_BOOT = (
+    "import gc; gc.disable(); import runpy; "
+    "runpy.run_module('ipykernel_launcher', run_name='__main__', alter_sys=True)"
+)
+"""What ``-m ipykernel_launcher`` becomes: the same launcher, with the garbage collector off
+until the kernel's last start-up patch (``inside/collector.py``) turns it on again. ``-P``
+applies to ``-c`` as to ``-m``: the working directory is not on sys.path while it starts."""
+
 # Room left in a message for what the relay counts besides header and content (routing ids,
 # signature, metadata): the kernel's bound on one message (inside/bounded_messages.py).
 _MESSAGE_MARGIN = 64 * 1024
@@ -42,11 +52,16 @@ def kernel_command(
     argv: list[str], connection_file: str, message_limit: int, extra: list[str]
 ) -> list[str]:
     """The kernel's command: the kernelspec's ``argv`` (or the default) with its connection
-    file, ``-P`` added to a kernelspec written before it was in the default, the start-up
-    patches and the caller's ``extra`` arguments."""
+    file, ``-P`` added to a kernelspec written before it was in the default, the stock launcher
+    started with the collector off (``KERNEL_BOOT``), the start-up patches and the caller's
+    ``extra`` arguments, then the patch that turns the collector on."""
     command = [
         arg.replace("{connection_file}", connection_file) for arg in argv or DEFAULT_KERNEL_ARGV
     ]
-    if os.path.basename(command[0]).startswith("python") and "-P" not in command:
-        command.insert(1, "-P")
-    return [*command, *kernel_arguments(message_limit), *extra]
+    if os.path.basename(command[0]).startswith("python"):
+        if "-P" not in command:
+            command.insert(1, "-P")
+        at = next((i for i in range(len(command) - 1) if command[i : i + 2] == LAUNCHER), None)
+        if at is not None:
+            command[at : at + 2] = ["-c", KERNEL_BOOT]
+    return [*command, *kernel_arguments(message_limit), *extra, kernel_line("collector.py")]

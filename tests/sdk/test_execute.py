@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import itertools
 import json
@@ -115,3 +116,14 @@ async def test_output_is_capped_with_a_notice(docker_engine) -> None:
         assert len(events[0].data) == 64 * 1024
         small = await client.execute_code("print('fine')")
         assert small.data == {**small.data, "output": "fine\n", "truncated": False}
+
+
+async def test_the_collector_is_on_after_start_with_the_kernels_objects_frozen(
+    shared_sandbox: SandboxClient,
+) -> None:
+    # The kernel starts with it off (startup.KERNEL_BOOT); the last start-up patch turns it on.
+    response = await shared_sandbox.execute_code(
+        "import gc, sys; (gc.isenabled(), gc.get_freeze_count() > 10_000, sys.argv[0])"
+    )
+    enabled, frozen, launcher = ast.literal_eval(response.data["result"])
+    assert enabled and frozen and launcher.endswith("/ipykernel_launcher.py")
