@@ -3,6 +3,7 @@ linted and tested like the rest (the host only ever passes their text to ``pytho
 IPython's ``exec_lines``):
 
 - ``relay.py``: the relay container's program, between the kernel's sockets and the host's;
+- ``kernel_boot.py``: the kernel's launcher (ipykernel's, started sooner);
 - ``file_tool.py``: every file operation (``docker exec`` in the kernel's container);
 - ``command_runner.py``: a shell command's time limit, over all its descendants;
 - ``stream_limits.py``, ``bounded_messages.py``, ``working_directory.py``, ``changed_files.py``,

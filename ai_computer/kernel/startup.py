@@ -5,21 +5,17 @@ from __future__ import annotations
 
 import os
 
-from ..inside import kernel_line
+from ..inside import kernel_line, source
 
 DEFAULT_KERNEL_ARGV = ["python", "-P", "-m", "ipykernel_launcher", "-f", "{connection_file}"]
 """-P: /workspace (the working directory) is not on sys.path while the kernel starts, so nothing
 planted there (an ``ipykernel_launcher.py``, say) runs in the kernel's place."""
 
 LAUNCHER = ["-m", "ipykernel_launcher"]
-"""The stock launcher in a kernelspec's ``argv``, replaced by ``-c KERNEL_BOOT``."""
-KERNEL_BOOT = (
-    "import gc; gc.disable(); import runpy; "
-    "runpy.run_module('ipykernel_launcher', run_name='__main__', alter_sys=True)"
-)
-"""What ``-m ipykernel_launcher`` becomes: the same launcher, with the garbage collector off
-until the kernel's last start-up patch (``inside/collector.py``) turns it on again. ``-P``
-applies to ``-c`` as to ``-m``: the working directory is not on sys.path while it starts."""
+"""The stock launcher in a kernelspec's ``argv``: replaced by ``-c <inside/kernel_boot.py>``, the
+same launcher started sooner (the collector off while it loads, until the last start-up patch,
+``inside/collector.py``, turns it on). ``-P`` applies to ``-c`` as to ``-m``: the working
+directory is not on sys.path while it starts."""
 
 # Room left in a message for what the relay counts besides header and content (routing ids,
 # signature, metadata): the kernel's bound on one message (inside/bounded_messages.py).
@@ -53,7 +49,7 @@ def kernel_command(
 ) -> list[str]:
     """The kernel's command: the kernelspec's ``argv`` (or the default) with its connection
     file, ``-P`` added to a kernelspec written before it was in the default, the stock launcher
-    started with the collector off (``KERNEL_BOOT``), the start-up patches and the caller's
+    started sooner (``LAUNCHER``), the start-up patches and the caller's
     ``extra`` arguments, then the patch that turns the collector on."""
     command = [
         arg.replace("{connection_file}", connection_file) for arg in argv or DEFAULT_KERNEL_ARGV
@@ -63,5 +59,5 @@ def kernel_command(
             command.insert(1, "-P")
         at = next((i for i in range(len(command) - 1) if command[i : i + 2] == LAUNCHER), None)
         if at is not None:
-            command[at : at + 2] = ["-c", KERNEL_BOOT]
+            command[at : at + 2] = ["-c", source("kernel_boot.py")]
     return [*command, *kernel_arguments(message_limit), *extra, kernel_line("collector.py")]
