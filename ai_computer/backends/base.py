@@ -249,6 +249,13 @@ class Backend(ABC):
         left running and :class:`~ai_computer.errors.SandboxStartError` (or
         ``ImageNotFoundError``) says why."""
 
+    def hold(self, spec: SandboxSpec, instances: list[str]) -> bool:
+        """Called before a restart stops the sandbox's ``instances`` (its kernel and relay, one
+        or both perhaps ended already): make sure its storage outlives them. True when the
+        storage was found unmounted, so emptied (the next :class:`Launched` reports it). A
+        backend whose storage is always held (the swarm's holder service) keeps this."""
+        return False
+
     @abstractmethod
     def reachable(self, spec: SandboxSpec) -> bool:
         """Whether the host can now connect to the sandbox's endpoints (the relay has bound

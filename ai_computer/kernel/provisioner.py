@@ -67,6 +67,9 @@ class DockerSandboxProvisioner(SandboxProvisionerConfig):
         self._relay_exit_future: asyncio.Future[ContainerExit] | None = None
         self.last_exit: ContainerExit | None = None
         """How the most recent kernel ended (kept across restarts, for reporting)."""
+        # Set before a restart stops the kernel or relay (_hold_volumes): whether the storage was
+        # found emptied; the next launch reports it.
+        self._volumes_reset: bool | None = None
         self._sandbox_id: str | None = None  # a spare's, once this kernel took it
         self._took_spare = False
         # notebook_dir: the folder of the first launch's cwd, and what it copies in (if 'copy').
@@ -241,7 +244,14 @@ class DockerSandboxProvisioner(SandboxProvisionerConfig):
     async def kill(self, restart: bool = False) -> None:
         """Called by ``KernelManager._kill_kernel`` (a forced shutdown or restart), which then
         polls ``poll()`` every 0.1 s until the kernel is gone: waiting here for the exit (it
-        comes within milliseconds of SIGKILL) makes its first poll the last."""
+        comes within milliseconds of SIGKILL) makes its first poll the last.
+
+        The kernel and its relay hold the sandbox's storage between them: killing the kernel
+        of a restart, or one whose relay has ended, first makes the storage outlive it (a
+        restart with ``now=True`` calls this with ``restart=False``, hence the relay's check)."""
+        relay_ended = self._relay_exit_future is not None and self._relay_exit_future.done()
+        if restart or relay_ended:
+            await self._hold_volumes()
         await self.send_signal(signal.SIGKILL)
         if self._exit_future is not None:
             with contextlib.suppress(TimeoutError):
@@ -262,6 +272,8 @@ class DockerSandboxProvisioner(SandboxProvisionerConfig):
         """Called by ``KernelManager.cleanup_resources`` after the kernel ended: remove its
         instance; unless restarting, the whole sandbox (its ``/workspace`` too), in a worker
         thread with ``remove_in_background`` (``backends/removals.py``)."""
+        if restart:
+            await self._hold_volumes()
         container_id, self._container_id = self._container_id, None
         relay_id, self._relay_id = self._relay_id, None
         if container_id is not None and self._exit_future is not None:
@@ -365,11 +377,25 @@ class DockerSandboxProvisioner(SandboxProvisionerConfig):
                 self._container_id, self._relay_id = made.kernel, made.relay
             raise
         self._container_id, self._relay_id = launched.kernel, launched.relay
-        self.workspace_reset = launched.workspace_reset
+        self.workspace_reset = launched.workspace_reset or bool(self._volumes_reset)
+        self._volumes_reset = None
         self._launched = True
         self._exit_future = self._watch(launched.kernel)
         self._relay_exit_future = self._watch(launched.relay)
         await self._await_bind()
+
+    async def _hold_volumes(self) -> None:
+        """Before a restart stops the kernel or its relay (which hold the sandbox's storage
+        between them): the backend's holder, once per restart. If that fails the storage is
+        reported emptied, as it will be once both are stopped."""
+        instances = [i for i in (self._container_id, self._relay_id) if i is not None]
+        if self._volumes_reset is not None or not instances:
+            return
+        try:
+            self._volumes_reset = await asyncio.to_thread(self.backend.hold, self.spec, instances)
+        except SandboxError as exc:
+            self.log.warning("the sandbox's files may not outlive this restart: %s", exc)
+            self._volumes_reset = True
 
     def _watch(self, instance: str) -> asyncio.Future[ContainerExit]:
         """A future that resolves when the instance ends (watched in a dedicated thread)."""

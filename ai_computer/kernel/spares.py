@@ -1,9 +1,10 @@
 """Sandboxes started ahead of need: one pool, used by the SDK's ``SandboxPool`` and by
 kernelspecs' ``prestart``.
 
-A sandbox takes about half a second to start (storage, three containers and a kernel). A
+A sandbox takes about half a second to start (storage, two containers and a kernel). A
 :class:`Spares` keeps ``size`` of them started and idle: ``take()`` hands one out at once (or
-waits for the next to finish starting) and starts a replacement in the background. A spare is a
+waits for the next to finish starting) and starts a replacement in the background
+(``REFILL_DELAY`` later). A spare is a
 whole sandbox no code has run in; it goes to one caller only, for good, and one whose kernel died
 while idle is removed, never handed out.
 
@@ -59,6 +60,7 @@ class Spares(Generic[T]):
         self._ready: deque[T] = deque()
         self._starting: dict[asyncio.Task[T], T] = {}
         self._failure: BaseException | None = None
+        self._refills: set[asyncio.TimerHandle] = set()  # fill() calls due (see take)
         self.closed = False
 
     @property
@@ -93,7 +95,9 @@ class Spares(Generic[T]):
                 if wait:
                     # Not at once: a start takes the machine's cores for a moment, and the
                     # caller's first requests to this spare should not wait behind it.
-                    asyncio.get_running_loop().call_later(REFILL_DELAY, self.fill)
+                    loop = asyncio.get_running_loop()
+                    self._refills = {h for h in self._refills if h.when() > loop.time()}
+                    self._refills.add(loop.call_later(REFILL_DELAY, self.fill))
                 if await self._usable(spare):
                     return spare
                 await self._discard(spare)  # it died while idle: never hand that out
@@ -109,6 +113,7 @@ class Spares(Generic[T]):
     async def close(self) -> None:
         """Stop starting spares and remove every one not handed out. Idempotent."""
         self.closed = True
+        self._cancel_refills()
         starting, self._starting = list(self._starting), {}
         for task in starting:
             task.cancel()
@@ -122,10 +127,16 @@ class Spares(Generic[T]):
     def abandon(self) -> list[T]:
         """Forget every spare not handed out, started or not, and return them: for removal when
         the loop that started them is gone (at exit)."""
+        self._cancel_refills()
         unclaimed = [*self._ready, *self._starting.values()]
         self._ready.clear()
         self._starting.clear()
         return unclaimed
+
+    def _cancel_refills(self) -> None:
+        for handle in self._refills:
+            handle.cancel()
+        self._refills.clear()
 
     async def _start(self, spare: T) -> T:
         await self._launch(spare)

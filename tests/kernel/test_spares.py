@@ -81,8 +81,10 @@ async def test_a_replacement_starts_a_moment_after_a_spare_is_handed_out() -> No
     await spares.wait_full()
     assert await spares.take(wait=True) is engine.made[0]
     assert len(engine.made) == 1  # the caller's first requests do not share the CPUs with it
-    await asyncio.sleep(REFILL_DELAY + 0.1)
-    assert len(engine.made) == 2 and spares.idle == 1
+    async with asyncio.timeout(REFILL_DELAY + 5):
+        while spares.idle < 1:
+            await asyncio.sleep(0.01)
+    assert len(engine.made) == 2
     await spares.close()
 
 
@@ -108,6 +110,17 @@ async def test_a_start_failure_reaches_the_waiting_caller_once() -> None:
     taken = await spares.take(wait=True)  # the next caller tries again
     assert taken is not None and taken.started
     await spares.close()
+
+
+async def test_closing_cancels_a_refill_that_is_due() -> None:
+    engine = Engine()
+    engine.go.set()
+    spares = engine.spares(1)
+    await spares.wait_full()
+    await spares.take(wait=True)
+    await spares.close()
+    await asyncio.sleep(REFILL_DELAY + 0.1)
+    assert len(engine.made) == 1  # nothing started after the pool was closed
 
 
 async def test_closing_removes_spares_still_starting_and_refuses_more() -> None:

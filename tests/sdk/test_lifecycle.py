@@ -125,3 +125,21 @@ async def test_two_sandboxes_do_not_share_files(docker_engine: docker.DockerClie
         seen = await second.execute_code("import os; sorted(os.listdir('.'))")
         assert seen.data["result"] == "[]"
         assert (await first.execute_code("open('secret.txt').read()")).data["result"] == "'mine'"
+
+
+async def test_the_holder_comes_with_the_first_restart_and_the_files_stay(
+    docker_engine: docker.DockerClient,
+) -> None:
+    def roles(sandbox_id: str) -> list[str]:
+        found = docker_engine.containers.list(filters={"label": f"{SANDBOX_LABEL}={sandbox_id}"})
+        return sorted(container.labels[ROLE_LABEL] for container in found)
+
+    async with SandboxClient() as client:
+        # Until a restart the kernel and relay hold the volumes between them.
+        assert roles(client.sandbox_id) == ["kernel", "relay"]
+        await client.fs.write_file("kept.txt", "yes")
+        for _ in range(2):  # the first restart makes the holder, the second finds it running
+            restarted = await client.restart()
+            assert restarted.success and "files in /workspace kept" in restarted.data["message"]
+            assert roles(client.sandbox_id) == ["holder", "kernel", "relay"]
+            assert (await client.fs.read_file("kept.txt")).data["content"] == "yes"

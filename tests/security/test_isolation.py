@@ -114,6 +114,25 @@ async def test_no_network_only_loopback(walled: SandboxClient) -> None:
     assert response.data["result"] == "(['lo'], [], 'ConnectionRefusedError')"
 
 
+async def test_localhost_is_the_sandboxs_own_loopback(walled: SandboxClient) -> None:
+    # The engine writes no /etc/hosts without networking (specs.HOSTS is mounted instead): a
+    # server that user code runs on localhost is reached by that name, and /etc/hosts is ours.
+    code = dedent("""
+        import socket
+        with socket.create_server(('localhost', 0)) as server:
+            client = socket.create_connection(('localhost', server.getsockname()[1]), timeout=2)
+            client.close()
+        try:
+            open('/etc/hosts', 'a').write('10.0.0.1 host\\n')
+            outcome = 'written'
+        except OSError:  # read-only, and root's
+            outcome = 'refused'
+        (sorted({info[4][0] for info in socket.getaddrinfo('localhost', 0)}), outcome)
+    """)
+    response = await walled.execute_code(code)
+    assert response.data["result"] == "(['127.0.0.1', '::1'], 'refused')", response
+
+
 async def test_no_privileges(walled: SandboxClient) -> None:
     code = dedent("""
         import ctypes, errno, os, subprocess

@@ -1,9 +1,10 @@
 """The local Docker engine as a :class:`~ai_computer.backends.base.Backend`.
 
-A sandbox here is three containers and three volumes (``specs.py``): the kernel's container, a
-relay container between the kernel's sockets and the host's, and a holder that keeps the
-size-limited tmpfs volumes (``/workspace``, the packages, the kernel's sockets) mounted between
-kernel containers. The kernel talks ZMQ over ``ipc://`` sockets, so no container has a network.
+A sandbox here is two or three containers and three volumes (``specs.py``): the kernel's
+container, a relay container between the kernel's sockets and the host's, and, from the first
+restart on, a holder that keeps the size-limited tmpfs volumes (``/workspace``, the packages,
+the kernel's sockets) mounted between kernel containers (until then the relay holds them with
+the kernel). The kernel talks ZMQ over ``ipc://`` sockets, so no container has a network.
 
 On the host, each sandbox has a private directory (0700, ours) under ``runtime_root``:
 ``kernel/`` holds the kernel's connection file (mounted read-only in its container) and
@@ -17,6 +18,7 @@ Every object made here carries the label ``ai-computer.sandbox=<id>`` and its ow
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import stat
@@ -48,6 +50,8 @@ from .engine import docker_client, remove_quietly
 from .exec import run_in_container
 from .image import engine_architecture
 from .usage import read_container_usage
+
+log = logging.getLogger(__name__)
 
 # Ports of an ipc:// transport are file-name suffixes: fixed ones are fine in a private directory.
 IPC_PORTS = {f"{name}_port": port for name, port in RELAY_PORTS.items()}
@@ -98,8 +102,8 @@ def _create_container(config: dict[str, Any], role: str) -> str:
     the API's.
     """
     api = docker_client().api
-    arguments = _create_container_args({**config, "version": api.api_version})
     try:
+        arguments = _create_container_args({**config, "version": api.api_version})
         return str(api.create_container(**arguments)["Id"])
     except docker.errors.ImageNotFound as exc:
         message = (
@@ -117,13 +121,21 @@ def _start_created(container: str, role: str) -> str:
         docker_client().api.start(container)
     except docker.errors.DockerException as exc:
         remove_quietly(partial(docker_client().api.remove_container, container, force=True))
-        raise SandboxStartError(f"could not start the {role} container: {exc}") from exc
+        message = f"could not start the {role} container: {exc}"
+        raise SandboxStartError(message) from exc
     return container
 
 
 def _start_container(config: dict[str, Any], role: str) -> str:
     """Create and start a container (removed again if it cannot start); return its id."""
     return _start_created(_create_container(config, role), role)
+
+
+def _engine_time(stamp: str) -> tuple[str, int]:
+    """An engine timestamp (RFC 3339 in UTC, up to nine decimals, trailing zeros dropped) as
+    something that sorts in time order: the second, and the nanoseconds."""
+    second, _, fraction = stamp.rstrip("Z").partition(".")
+    return second, int(fraction.ljust(9, "0")[:9] or 0)
 
 
 def _is_socket(path: Path) -> bool:
@@ -179,9 +191,10 @@ class DockerBackend(Backend):
             "ip": f"{specs.CONTAINER_RUNTIME_DIR}/kernel",
             "key": key.decode() if isinstance(key, bytes) else key,
         }
-        path = Path(specs.runtime_dir(spec)) / "connection.json"
-        path.write_text(json.dumps(inside))
-        path.chmod(0o644)
+        for name, text in (("connection.json", json.dumps(inside)), ("hosts", specs.HOSTS)):
+            path = Path(specs.runtime_dir(spec)) / name
+            path.write_text(text)
+            path.chmod(0o644)
         return info
 
     def runtimes(self) -> dict[str, Any]:
@@ -212,31 +225,52 @@ class DockerBackend(Backend):
 
     def start(self, spec: SandboxSpec, argv: list[str]) -> Launched:
         """Create the volumes unless they exist, then the kernel's container; start it while the
-        relay and (unless it runs) the holder are created and started. What one start made is
-        removed again if another failed."""
+        relay is created and started (the relay holds the volumes with the kernel; a holder is
+        made only when a restart needs one: ``hold``). What one start made is removed again if
+        the other failed."""
         if spec.runtime == "gvisor":
             self.require_gvisor()
         kernel_config = self.kernel_config(spec, argv)  # every config first: nothing half-made
         relay_config = specs.relay_container(spec, source("relay.py"))
         with ThreadPoolExecutor(3, thread_name_prefix="ai-computer-start") as pool:
             list(pool.map(self._ensure_volume, specs.volumes(spec)))
-            # The kernel's container is created alone (three creates at once each take about
-            # three times as long) and started while the others are made.
+            # The kernel's container is created alone (two creates at once each take about
+            # twice as long) and started while the relay is made.
             created = _create_container(kernel_config, "sandbox")
             kernel = pool.submit(_start_created, created, "sandbox")
             relay = pool.submit(_start_container, relay_config, "relay")
-            holder = pool.submit(self._ensure_holder, spec)
-        failure = next((f.exception() for f in (kernel, relay, holder) if f.exception()), None)
+        failure = next((f.exception() for f in (kernel, relay) if f.exception()), None)
         if failure is not None:
-            made = [f.result() for f in (kernel, relay) if f.exception() is None]
-            if holder.exception() is None:
-                made.append(holder.result()[0])  # None unless this start created it
-            for instance in filter(None, made):
-                self.remove_instance(instance)
+            for made in (kernel, relay):
+                if made.exception() is None:
+                    try:
+                        self.remove_instance(made.result())
+                    except docker.errors.DockerException as exc:  # gc finds it by its labels
+                        log.warning("could not remove a half-started sandbox's container: %s", exc)
             raise failure
-        return Launched(
-            kernel=kernel.result(), relay=relay.result(), workspace_reset=holder.result()[1]
-        )
+        return Launched(kernel=kernel.result(), relay=relay.result(), workspace_reset=False)
+
+    def hold(self, spec: SandboxSpec, instances: list[str]) -> bool:
+        """Make sure the holder runs (made at a sandbox's first restart, before its kernel or
+        relay is stopped). True when the volumes had been unmounted: the sandbox's holder had
+        stopped (an engine restart), or a new holder started after every one of ``instances``
+        (the containers that held them) had ended."""
+        created, stopped = self._ensure_holder(spec)
+        if created is None:
+            return stopped
+        api = docker_client().api
+        try:
+            held_from = api.inspect_container(created)["State"]["StartedAt"]
+            for instance in instances:
+                try:
+                    state = api.inspect_container(instance)["State"]
+                except docker.errors.NotFound:
+                    continue
+                if state["Running"] or _engine_time(state["FinishedAt"]) > _engine_time(held_from):
+                    return False
+        except docker.errors.DockerException as exc:
+            raise SandboxStartError(f"could not inspect the sandbox's containers: {exc}") from exc
+        return True
 
     def reachable(self, spec: SandboxSpec) -> bool:
         return relay_bound(Path(specs.relay_dir(spec)))

@@ -35,6 +35,9 @@ SOCKETS_VOLUME_SIZE = "1m"  # socket files take no room; the tmpfs only needs to
 # Where the relay container sees the kernel's sockets (their volume, read-only) and its own.
 RELAY_KERNEL_DIR = "/run/kernel"
 RELAY_OWN_DIR = "/run/relay"
+RELAY_HELD_DIR = "/run/held"
+"""Where the relay container mounts the workspace and packages volumes, read-only, without ever
+reading them: mounted, they outlive the kernel's container (see ``holder_container``)."""
 RELAY_USER = "65532:65532"
 """The relay's uid:gid: neither the sandbox's (1000 or 1001) nor, normally, the host user's."""
 
@@ -48,6 +51,11 @@ KERNEL_START = (
     f"rm -rf {CONTAINER_RUNTIME_DIR}/* {CONTAINER_RUNTIME_DIR}/.[!.]* 2>/dev/null; "
     f'chmod 0755 {CONTAINER_RUNTIME_DIR} && umask 0000 && exec "$@"'
 )
+
+
+HOSTS = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+"""The kernel's /etc/hosts (``localhost`` resolves, for servers user code runs on loopback):
+written by the backend next to the connection file, mounted read-only."""
 
 
 def sandbox_dir(spec: SandboxSpec) -> str:
@@ -113,9 +121,9 @@ def hardened(
             **spec.owner_labels,
         },
         "network_mode": "none",
-        # No libnetwork sandbox at all: the runtime makes an empty network namespace (only
-        # loopback), as "none" does, but the engine skips its network set-up for "none"
-        # (~110 ms of every start on this machine).
+        # The runtime still makes an empty network namespace (only loopback), but the engine
+        # skips the libnetwork sandbox it makes even for "none" (~110 ms of every start on
+        # this machine), and with it the /etc/hosts it writes: the kernel gets ours (HOSTS).
         "network_disabled": True,
         "mem_limit": memory,
         "memswap_limit": memory,
@@ -234,6 +242,7 @@ def kernel_container(spec: SandboxSpec, cmd: list[str]) -> dict[str, Any]:
         pids_limit=pids_limit,
         mounts=[
             Mount(CONTAINER_CONNECTION_DIR, runtime_dir(spec), type="bind", read_only=True),
+            Mount("/etc/hosts", f"{runtime_dir(spec)}/hosts", type="bind", read_only=True),
             Mount(CONTAINER_RUNTIME_DIR, sockets_volume(spec), type="volume"),
             Mount(WORKSPACE, workspace_volume(spec), type="volume"),
             Mount(PACKAGES_DIR, packages_volume(spec), type="volume"),
@@ -258,8 +267,9 @@ def kernel_container(spec: SandboxSpec, cmd: list[str]) -> dict[str, Any]:
 
 def relay_container(spec: SandboxSpec, relay_source: str) -> dict[str, Any]:
     """The relay's container (``inside/relay.py``): it forwards the kernel's messages to the
-    host, refusing those no real kernel sends. Nothing of the sandbox is mounted in it but the
-    kernel's sockets (read-only), and the sandbox cannot reach it."""
+    host, refusing those no real kernel sends. The sandbox's volumes are mounted in it
+    read-only (the kernel's sockets, which it uses; the workspace and packages only to keep them
+    mounted while a restart replaces the kernel), and the sandbox cannot reach it."""
     argv = [RELAY_KERNEL_DIR, RELAY_OWN_DIR, str(spec.message_limit)]
     return hardened(
         spec,
@@ -271,6 +281,12 @@ def relay_container(spec: SandboxSpec, relay_source: str) -> dict[str, Any]:
         mounts=[
             Mount(RELAY_KERNEL_DIR, sockets_volume(spec), type="volume", read_only=True),
             Mount(RELAY_OWN_DIR, relay_dir(spec), type="bind"),
+            Mount(
+                f"{RELAY_HELD_DIR}/workspace", workspace_volume(spec), type="volume", read_only=True
+            ),
+            Mount(
+                f"{RELAY_HELD_DIR}/packages", packages_volume(spec), type="volume", read_only=True
+            ),
         ],
         log_max_size="64k",
         command=["python3", "-I", "-c", relay_source, *argv],
@@ -281,9 +297,11 @@ def relay_container(spec: SandboxSpec, relay_source: str) -> dict[str, Any]:
 
 def holder_container(spec: SandboxSpec) -> dict[str, Any]:
     """The holder: it only sleeps, so that Docker keeps the tmpfs volumes mounted while no
-    kernel container runs (between a kernel's death and its restart). Holding the sockets
-    volume too spares every restart mounting it afresh (about 100 ms); a new kernel binds its
-    sockets over the old files."""
+    kernel container runs. The engine unmounts a volume (emptying a tmpfs) when the last
+    container using it stops: while a sandbox has its first kernel, its relay holds the volumes
+    with it; the holder is made at the first restart, before kernel or relay is stopped
+    (``DockerBackend.hold``), and stays. Holding the sockets volume too spares every restart
+    mounting it afresh (about 100 ms); a new kernel binds its sockets over the old files."""
     return hardened(
         spec,
         "holder",

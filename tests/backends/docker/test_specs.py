@@ -55,7 +55,10 @@ def test_every_container_is_hardened(role: str) -> None:
 def test_nothing_of_the_host_is_writable_from_the_kernel() -> None:
     kernel = CONTAINERS["kernel"]
     binds = [m for m in kernel["mounts"] if m["Type"] == "bind"]
-    assert [(m["Target"], m["ReadOnly"]) for m in binds] == [(specs.CONTAINER_CONNECTION_DIR, True)]
+    assert [(m["Target"], m["ReadOnly"]) for m in binds] == [
+        (specs.CONTAINER_CONNECTION_DIR, True),
+        ("/etc/hosts", True),  # specs.HOSTS, written next to the connection file
+    ]
     targets = {m["Target"]: m["Source"] for m in kernel["mounts"] if m["Type"] == "volume"}
     assert targets == {
         specs.CONTAINER_RUNTIME_DIR: "ai-computer-abc-sockets",
@@ -73,12 +76,15 @@ def test_the_kernel_sees_its_limits_and_none_of_the_hosts_environment() -> None:
     assert "PATH" not in environment and "DOCKER_HOST" not in environment
 
 
-def test_the_relay_sees_only_the_kernels_sockets_read_only() -> None:
+def test_the_relay_sees_the_sandboxs_volumes_only_read_only() -> None:
     relay = CONTAINERS["relay"]
     mounts = {m["Target"]: (m["Type"], m["Source"], m["ReadOnly"]) for m in relay["mounts"]}
     assert mounts == {
         specs.RELAY_KERNEL_DIR: ("volume", "ai-computer-abc-sockets", True),
         specs.RELAY_OWN_DIR: ("bind", "/tmp/ai-computer-0/abc/relay", False),
+        # Mounted only to hold them with the kernel until a holder is needed (a restart).
+        f"{specs.RELAY_HELD_DIR}/workspace": ("volume", "ai-computer-abc", True),
+        f"{specs.RELAY_HELD_DIR}/packages": ("volume", "ai-computer-abc-packages", True),
     }
     assert relay["user"] == specs.RELAY_USER != SPEC.user
     assert relay["command"][:3] == ["python3", "-I", "-c"]
