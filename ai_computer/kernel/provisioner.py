@@ -70,6 +70,7 @@ class DockerSandboxProvisioner(SandboxProvisionerConfig):
         # Set before a restart stops the kernel or relay (_hold_volumes): whether the storage was
         # found emptied; the next launch reports it.
         self._volumes_reset: bool | None = None
+        self._holder_submitted = False  # hold_in_background
         self._sandbox_id: str | None = None  # a spare's, once this kernel took it
         self._took_spare = False
         # notebook_dir: the folder of the first launch's cwd, and what it copies in (if 'copy').
@@ -198,6 +199,8 @@ class DockerSandboxProvisioner(SandboxProvisionerConfig):
         if self._notebook_copy is not None:
             plan, self._notebook_copy = self._notebook_copy, None
             await self._copy_notebook_folder(plan)
+        if not self.hold_when_ready:
+            self.hold_in_background()
         if self.prestart:  # after this kernel's own start, which spares would slow down
             spares.replenish(self)
         if self.parent is not None:
@@ -363,6 +366,7 @@ class DockerSandboxProvisioner(SandboxProvisionerConfig):
         self._container_id, self._relay_id = spare.container_id, spare.relay_id
         self._exit_future, self._relay_exit_future = spare._exit_future, spare._relay_exit_future
         self.workspace_reset = spare.workspace_reset
+        self._holder_submitted = spare._holder_submitted
         self._launched = True
 
     async def _launch(self, cmd: list[str]) -> None:
@@ -384,6 +388,23 @@ class DockerSandboxProvisioner(SandboxProvisionerConfig):
         self._relay_exit_future = self._watch(launched.relay)
         await self._await_bind()
 
+    def hold_in_background(self) -> None:
+        """Start the holder of the sandbox's storage in a worker thread, once (a restart then
+        finds it running; it makes one itself otherwise): in turn with the sandbox's other
+        background engine work (``backends/removals.py``), so a removal comes after it."""
+        if self._holder_submitted:
+            return
+        self._holder_submitted = True
+        backend, spec, sandbox_id = self.backend, self.spec, self.sandbox_id
+
+        def hold() -> None:
+            try:
+                backend.hold(spec, [])
+            except Exception as exc:  # a restart tries again
+                self.log.info("the holder of sandbox %s did not start: %s", sandbox_id, exc)
+
+        removals.submit(sandbox_id, hold)
+
     async def _hold_volumes(self) -> None:
         """Before a restart stops the kernel or its relay (which hold the sandbox's storage
         between them): the backend's holder, once per restart. If that fails the storage is
@@ -391,6 +412,7 @@ class DockerSandboxProvisioner(SandboxProvisionerConfig):
         instances = [i for i in (self._container_id, self._relay_id) if i is not None]
         if self._volumes_reset is not None or not instances:
             return
+        await asyncio.to_thread(removals.wait, [self.sandbox_id])  # a holder starting, say
         try:
             self._volumes_reset = await asyncio.to_thread(self.backend.hold, self.spec, instances)
         except SandboxError as exc:

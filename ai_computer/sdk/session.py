@@ -151,6 +151,7 @@ class Session:
         except BaseException:
             await session.close()
             raise
+        session.provisioner.hold_in_background()
         return session
 
     # -- what the client reads ---------------------------------------------------------------
