@@ -93,13 +93,6 @@ class SandboxProvisionerConfig(KernelProvisionerBase):
         "worker thread rather than in the shutdown itself (see backends/removals.py: it still "
         "finishes before the process exits). The SDK turns it on, so cleanup() returns fast.",
     ).tag(config=True)
-    hold_when_ready = Bool(
-        False,
-        help="Whether the holder of the sandbox's storage (which a restart needs: see "
-        "DockerBackend.hold) is started in the background by the owner once the kernel answers "
-        "(the SDK does, after its handshake) rather than right after the first launch, when it "
-        "would slow the kernel's own start down.",
-    ).tag(config=True)
     notebook_dir = Unicode(
         "off",
         help="The notebook's folder in the sandbox (the folder the kernel is launched from): "

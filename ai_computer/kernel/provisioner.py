@@ -70,7 +70,7 @@ class DockerSandboxProvisioner(SandboxProvisionerConfig):
         # Set before a restart stops the kernel or relay (_hold_volumes): whether the storage was
         # found emptied; the next launch reports it.
         self._volumes_reset: bool | None = None
-        self._holder_submitted = False  # hold_in_background
+        self._holding: asyncio.Task[None] | None = None  # hold_for_restart
         self._sandbox_id: str | None = None  # a spare's, once this kernel took it
         self._took_spare = False
         # notebook_dir: the folder of the first launch's cwd, and what it copies in (if 'copy').
@@ -199,8 +199,6 @@ class DockerSandboxProvisioner(SandboxProvisionerConfig):
         if self._notebook_copy is not None:
             plan, self._notebook_copy = self._notebook_copy, None
             await self._copy_notebook_folder(plan)
-        if not self.hold_when_ready:
-            self.hold_in_background()
         if self.prestart:  # after this kernel's own start, which spares would slow down
             spares.replenish(self)
         if self.parent is not None:
@@ -294,7 +292,11 @@ class DockerSandboxProvisioner(SandboxProvisionerConfig):
             for instance in (relay_id, container_id):
                 if instance is not None:
                     removals.submit(self.sandbox_id, backend.remove_instance, instance)
-        elif self.remove_in_background:  # the kernel is dead: nothing runs in the sandbox
+            return
+        if self._holding is not None:  # a holder being made (for a restart that failed)
+            with contextlib.suppress(Exception):
+                await self._holding
+        if self.remove_in_background:  # the kernel is dead: nothing runs in the sandbox
             removals.submit(self.sandbox_id, backend.remove, self.sandbox_id, self.runtime_root)
             self.connection_info = {}
         else:  # after the removals of a restart still under way (two at once would clash)
@@ -366,7 +368,6 @@ class DockerSandboxProvisioner(SandboxProvisionerConfig):
         self._container_id, self._relay_id = spare.container_id, spare.relay_id
         self._exit_future, self._relay_exit_future = spare._exit_future, spare._relay_exit_future
         self.workspace_reset = spare.workspace_reset
-        self._holder_submitted = spare._holder_submitted
         self._launched = True
 
     async def _launch(self, cmd: list[str]) -> None:
@@ -382,37 +383,31 @@ class DockerSandboxProvisioner(SandboxProvisionerConfig):
             raise
         self._container_id, self._relay_id = launched.kernel, launched.relay
         self.workspace_reset = launched.workspace_reset or bool(self._volumes_reset)
-        self._volumes_reset = None
+        self._volumes_reset, self._holding = None, None
         self._launched = True
         self._exit_future = self._watch(launched.kernel)
         self._relay_exit_future = self._watch(launched.relay)
         await self._await_bind()
 
-    def hold_in_background(self) -> None:
-        """Start the holder of the sandbox's storage in a worker thread, once (a restart then
-        finds it running; it makes one itself otherwise): in turn with the sandbox's other
-        background engine work (``backends/removals.py``), so a removal comes after it."""
-        if self._holder_submitted:
-            return
-        self._holder_submitted = True
-        backend, spec, sandbox_id = self.backend, self.spec, self.sandbox_id
-
-        def hold() -> None:
-            try:
-                backend.hold(spec, [])
-            except Exception as exc:  # a restart tries again
-                self.log.info("the holder of sandbox %s did not start: %s", sandbox_id, exc)
-
-        removals.submit(sandbox_id, hold)
+    def hold_for_restart(self) -> None:
+        """Start making the sandbox's storage outlive its kernel and relay, for a restart about
+        to stop them (the SDK's ``restart()``): the kill need not wait for it while the relay
+        still holds the storage; the relay is killed once it is done."""
+        if self._holding is None:
+            self._holding = asyncio.ensure_future(self._hold_volumes_now())
 
     async def _hold_volumes(self) -> None:
+        self.hold_for_restart()
+        assert self._holding is not None
+        await asyncio.shield(self._holding)
+
+    async def _hold_volumes_now(self) -> None:
         """Before a restart stops the kernel or its relay (which hold the sandbox's storage
         between them): the backend's holder, once per restart. If that fails the storage is
         reported emptied, as it will be once both are stopped."""
         instances = [i for i in (self._container_id, self._relay_id) if i is not None]
         if self._volumes_reset is not None or not instances:
             return
-        await asyncio.to_thread(removals.wait, [self.sandbox_id])  # a holder starting, say
         try:
             self._volumes_reset = await asyncio.to_thread(self.backend.hold, self.spec, instances)
         except SandboxError as exc:

@@ -184,7 +184,6 @@ class SandboxClient:
             # The relay refuses what this client would refuse anyway (room for the headers).
             "message_limit": max_message_size(self.output_limit) + limits.MIB,
             "remove_in_background": True,  # cleanup() returns once the kernel is dead
-            "hold_when_ready": True,  # Session.start: the holder after the handshake
         }
         if image is not None:
             self._provisioner_config["image"] = image

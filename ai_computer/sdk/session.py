@@ -151,7 +151,6 @@ class Session:
         except BaseException:
             await session.close()
             raise
-        session.provisioner.hold_in_background()
         return session
 
     # -- what the client reads ---------------------------------------------------------------
@@ -238,6 +237,7 @@ class Session:
             # close first: left open they reconnect to the new sockets (same path) and, under
             # the same identity, shut the new ones out of the kernel's ROUTER for good.
             await self._disconnect()
+            self.provisioner.hold_for_restart()  # while the kill goes on (the relay holds)
             await self.km.restart_kernel(now=True)
             self.events.clear()
             self._connect()
