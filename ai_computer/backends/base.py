@@ -77,8 +77,8 @@ class Launched:
     relay: str
     """The relay between the kernel and the host (its exit makes the kernel unreachable)."""
     workspace_reset: bool
-    """True when the sandbox's storage was found unmounted (so emptied), e.g. after an engine
-    restart."""
+    """True when the start found the sandbox's storage unmounted (so emptied), e.g. after an
+    engine restart (the Docker backend finds that out earlier, in :meth:`Backend.hold`)."""
 
 
 @dataclass(frozen=True)
@@ -252,8 +252,9 @@ class Backend(ABC):
     def hold(self, spec: SandboxSpec, instances: list[str]) -> bool:
         """Called before a restart stops the sandbox's ``instances`` (its kernel and relay, one
         or both perhaps ended already): make sure its storage outlives them. True when the
-        storage was found unmounted, so emptied (the next :class:`Launched` reports it). A
-        backend whose storage is always held (the swarm's holder service) keeps this."""
+        storage was found unmounted, so emptied (the provisioner reports it with the next
+        launch's ``workspace_reset``). A backend whose storage is always held (the swarm's
+        holder service) keeps this."""
         return False
 
     @abstractmethod

@@ -39,6 +39,7 @@ async def shut_down_sandbox(km: AsyncKernelManager | None, sandbox_id: str) -> N
     """Shut a sandbox's kernel down and remove everything labelled with the sandbox (its
     provisioner's cleanup does; removal by label is the fallback). Failures are logged."""
     if km is not None and km.provisioner is not None:
+        settle = getattr(km.provisioner, "settle", None)
         try:
             if km.has_kernel:
                 await km.shutdown_kernel(now=True)
@@ -47,6 +48,8 @@ async def shut_down_sandbox(km: AsyncKernelManager | None, sandbox_id: str) -> N
             return
         except Exception as exc:
             log.warning("shutting down sandbox %s failed: %s", sandbox_id, exc)
+        if settle is not None:  # a holder being made comes before the removal by label
+            await settle()
     # In turn with the sandbox's other removals (a start cancelled meanwhile may hand one over);
     # a failure (the engine gone, say) is logged there.
     removal = removals.submit(sandbox_id, backend().remove, sandbox_id)

@@ -162,6 +162,7 @@ class DockerSandboxProvisioner(SandboxProvisionerConfig):
         one is ready.
         """
         kwargs = await super().pre_launch(**kwargs)
+        self._holding = None  # each launch attempt checks the storage afresh (_hold_volumes)
         kwargs.pop("env", None)
         cwd = kwargs.pop("cwd", None)
         if self.notebook_dir != "off" and self._notebook_folder is None:
@@ -293,9 +294,7 @@ class DockerSandboxProvisioner(SandboxProvisionerConfig):
                 if instance is not None:
                     removals.submit(self.sandbox_id, backend.remove_instance, instance)
             return
-        if self._holding is not None:  # a holder being made (for a restart that failed)
-            with contextlib.suppress(Exception):
-                await self._holding
+        await self.settle()  # a holder being made (for a restart that failed)
         if self.remove_in_background:  # the kernel is dead: nothing runs in the sandbox
             removals.submit(self.sandbox_id, backend.remove, self.sandbox_id, self.runtime_root)
             self.connection_info = {}
@@ -403,16 +402,22 @@ class DockerSandboxProvisioner(SandboxProvisionerConfig):
 
     async def _hold_volumes_now(self) -> None:
         """Before a restart stops the kernel or its relay (which hold the sandbox's storage
-        between them): the backend's holder, once per restart. If that fails the storage is
-        reported emptied, as it will be once both are stopped."""
+        between them): the backend's holder, once per launch attempt. If that fails the
+        storage is reported emptied, as it will be once both are stopped; a reset found stays
+        reported until a launch succeeds (a retry after a failed one checks again)."""
         instances = [i for i in (self._container_id, self._relay_id) if i is not None]
-        if self._volumes_reset is not None or not instances:
-            return
         try:
-            self._volumes_reset = await asyncio.to_thread(self.backend.hold, self.spec, instances)
-        except SandboxError as exc:
+            emptied = await asyncio.to_thread(self.backend.hold, self.spec, instances)
+        except Exception as exc:  # the engine gone (requests' errors are not docker-py's), ...
             self.log.warning("the sandbox's files may not outlive this restart: %s", exc)
-            self._volumes_reset = True
+            emptied = True
+        self._volumes_reset = bool(self._volumes_reset) or emptied
+
+    async def settle(self) -> None:
+        """Wait for a holder being made (before the sandbox is removed by other means)."""
+        if self._holding is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._holding)
 
     def _watch(self, instance: str) -> asyncio.Future[ContainerExit]:
         """A future that resolves when the instance ends (watched in a dedicated thread)."""

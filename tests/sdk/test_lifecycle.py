@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -143,3 +144,20 @@ async def test_the_holder_comes_with_the_first_restart_and_the_files_stay(
             assert restarted.success and "files in /workspace kept" in restarted.data["message"]
             assert roles(client.sandbox_id) == ["holder", "kernel", "relay"]
             assert (await client.fs.read_file("kept.txt")).data["content"] == "yes"
+
+
+async def test_a_restart_after_kernel_and_relay_both_died_says_the_files_are_gone(
+    docker_engine: docker.DockerClient,
+) -> None:
+    # Nothing held the volumes in between (no holder before a first restart): the engine
+    # emptied them, and the restart says so rather than "files kept".
+    async with SandboxClient() as client:
+        await client.fs.write_file("lost.txt", "yes")
+        provisioner = client._session.provisioner  # type: ignore[union-attr]
+        for instance in (provisioner.container_id, provisioner.relay_id):
+            docker_engine.api.kill(instance)
+        await asyncio.wait_for(provisioner.exited(), 30)
+        await asyncio.wait_for(provisioner.relay_exited(), 30)
+        restarted = await client.restart()
+        assert restarted.success and "/workspace was emptied" in restarted.data["message"]
+        assert not (await client.fs.read_file("lost.txt")).success

@@ -254,7 +254,14 @@ class DockerBackend(Backend):
         """Make sure the holder runs (made at a sandbox's first restart, before its kernel or
         relay is stopped). True when the volumes had been unmounted: the sandbox's holder had
         stopped (an engine restart), or a new holder started after every one of ``instances``
-        (the containers that held them) had ended."""
+        (the containers that held them) had ended, or the volumes are gone (removed with the
+        sandbox meanwhile: nothing is made then, lest the engine make unlabelled ones)."""
+        try:
+            docker_client().api.inspect_volume(specs.workspace_volume(spec))
+        except docker.errors.NotFound:
+            return True
+        except docker.errors.DockerException as exc:
+            raise SandboxStartError(f"could not inspect the sandbox's volume: {exc}") from exc
         created, stopped = self._ensure_holder(spec)
         if created is None:
             return stopped

@@ -42,10 +42,10 @@ RELAY_USER = "65532:65532"
 """The relay's uid:gid: neither the sandbox's (1000 or 1001) nor, normally, the host user's."""
 
 
-# Before the kernel binds: the sockets volume outlives kernels (the holder keeps it mounted), so
-# whatever an earlier kernel's code left there (a directory at a socket's name, the volume shut
-# to others) is cleared, and the relay (another uid) may enter it again. Sockets must be
-# connectable by the relay: hence umask 0.
+# Before the kernel binds: the sockets volume outlives kernels (the relay, then the holder, keeps
+# it mounted), so whatever an earlier kernel's code left there (a directory at a socket's name,
+# the volume shut to others) is cleared, and the relay (another uid) may enter it again. Sockets
+# must be connectable by the relay: hence umask 0.
 KERNEL_START = (
     f"chmod -R u+rwX {CONTAINER_RUNTIME_DIR} 2>/dev/null; "
     f"rm -rf {CONTAINER_RUNTIME_DIR}/* {CONTAINER_RUNTIME_DIR}/.[!.]* 2>/dev/null; "

@@ -115,3 +115,17 @@ def test_the_notebook_folder_is_read_only_not_recursive_and_changes_nothing_else
         assert all(m["Target"] != specs.NOTEBOOK_FOLDER for m in config["mounts"])
     with pytest.raises(ValueError, match="must be an absolute path"):
         specs.kernel_container(dataclasses.replace(SPEC, notebook_folder="project"), ["python"])
+
+
+def test_engine_times_sort_in_time_order_whatever_their_decimals() -> None:
+    from ai_computer.backends.docker.backend import _engine_time
+
+    stamps = [
+        "2026-12-01T22:30:01Z",
+        "2026-12-01T22:30:01.05Z",
+        "2026-12-01T22:30:01.1Z",
+        "2026-12-01T22:30:01.123456789Z",
+        "2026-12-01T22:30:02.000000001Z",
+    ]
+    assert sorted(stamps, key=_engine_time) == stamps
+    assert sorted(reversed(stamps), key=_engine_time) == stamps
