@@ -397,8 +397,7 @@ class DockerSandboxProvisioner(SandboxProvisionerConfig):
 
     async def _hold_volumes(self) -> None:
         self.hold_for_restart()
-        assert self._holding is not None
-        await asyncio.shield(self._holding)
+        await self.settle()
 
     async def _hold_volumes_now(self) -> None:
         """Before a restart stops the kernel or its relay (which hold the sandbox's storage
@@ -414,7 +413,8 @@ class DockerSandboxProvisioner(SandboxProvisionerConfig):
         self._volumes_reset = bool(self._volumes_reset) or emptied
 
     async def settle(self) -> None:
-        """Wait for a holder being made (before the sandbox is removed by other means)."""
+        """Wait for a holder being made (before a restart stops the relay, or the sandbox is
+        removed by other means)."""
         if self._holding is not None:
             with contextlib.suppress(Exception):
                 await asyncio.shield(self._holding)

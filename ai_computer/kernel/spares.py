@@ -4,9 +4,8 @@ kernelspecs' ``prestart``.
 A sandbox takes about half a second to start (storage, two containers and a kernel). A
 :class:`Spares` keeps ``size`` of them started and idle: ``take()`` hands one out at once (or
 waits for the next to finish starting) and starts a replacement in the background
-(``REFILL_DELAY`` later). A spare is a
-whole sandbox no code has run in; it goes to one caller only, for good, and one whose kernel died
-while idle is removed, never handed out.
+(``REFILL_DELAY`` later). A spare is a whole sandbox no code has run in; it goes to one caller
+only, for good, and one whose kernel died while idle is removed, never handed out.
 
 For Jupyter, ``DockerSandboxProvisioner.prestart = N`` keeps N spares of each kernelspec
 configuration in the process (:func:`take` / :func:`replenish` below): the first launch starts
@@ -60,7 +59,7 @@ class Spares(Generic[T]):
         self._ready: deque[T] = deque()
         self._starting: dict[asyncio.Task[T], T] = {}
         self._failure: BaseException | None = None
-        self._refills: set[asyncio.TimerHandle] = set()  # fill() calls due (see take)
+        self._refill: asyncio.TimerHandle | None = None  # a fill() due (see take)
         self.closed = False
 
     @property
@@ -95,9 +94,10 @@ class Spares(Generic[T]):
                 if wait:
                     # Not at once: a start takes the machine's cores for a moment, and the
                     # caller's first requests to this spare should not wait behind it.
-                    loop = asyncio.get_running_loop()
-                    self._refills = {h for h in self._refills if h.when() > loop.time()}
-                    self._refills.add(loop.call_later(REFILL_DELAY, self.fill))
+                    # One fill() fills every place, so one due at a time is enough.
+                    if self._refill is None:
+                        loop = asyncio.get_running_loop()
+                        self._refill = loop.call_later(REFILL_DELAY, self._refill_now)
                 if await self._usable(spare):
                     return spare
                 await self._discard(spare)  # it died while idle: never hand that out
@@ -133,10 +133,14 @@ class Spares(Generic[T]):
         self._starting.clear()
         return unclaimed
 
+    def _refill_now(self) -> None:
+        self._refill = None
+        self.fill()
+
     def _cancel_refills(self) -> None:
-        for handle in self._refills:
-            handle.cancel()
-        self._refills.clear()
+        if self._refill is not None:
+            self._refill.cancel()
+            self._refill = None
 
     async def _start(self, spare: T) -> T:
         await self._launch(spare)

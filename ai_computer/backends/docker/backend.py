@@ -256,8 +256,9 @@ class DockerBackend(Backend):
         stopped (an engine restart), or a new holder started after every one of ``instances``
         (the containers that held them) had ended, or the volumes are gone (removed with the
         sandbox meanwhile: nothing is made then, lest the engine make unlabelled ones)."""
+        api = docker_client().api
         try:
-            docker_client().api.inspect_volume(specs.workspace_volume(spec))
+            api.inspect_volume(specs.workspace_volume(spec))
         except docker.errors.NotFound:
             return True
         except docker.errors.DockerException as exc:
@@ -265,7 +266,6 @@ class DockerBackend(Backend):
         created, stopped = self._ensure_holder(spec)
         if created is None:
             return stopped
-        api = docker_client().api
         try:
             held_from = api.inspect_container(created)["State"]["StartedAt"]
             for instance in instances:
